@@ -1,0 +1,204 @@
+"""One participant's two peer connections (LiveKit's dual-PC model) and its data channels.
+
+The subscriber PC is offered by the server and carries the server-created "_reliable" and "_lossy" channels
+that deliver data to the client; the publisher PC is offered by the client, whose own channels carry the
+data it sends. Remote ICE candidates that arrive before their PC has a remote description are held.
+"""
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+
+from aiortc import RTCConfiguration, RTCDataChannel, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
+from livekit.protocol import rtc
+
+from actors.errors import CandidateError, NotFoundError, SdpError
+from actors.media.data import DATA_LABELS, LOSSY_LABEL, RELIABLE_LABEL
+from actors.media.sdp import check_sdp
+
+log = logging.getLogger(__name__)
+
+PUBLISHER: int = rtc.SignalTarget.PUBLISHER
+SUBSCRIBER: int = rtc.SignalTarget.SUBSCRIBER
+
+MAX_PENDING_CANDIDATES = 64  # per PC, before its remote description is set
+MAX_RELIABLE_BACKLOG = 256  # reliable packets held until the subscriber's "_reliable" channel opens
+MAX_BUFFERED_BYTES = 4 * 1024 * 1024  # SCTP send buffer beyond which we drop instead of queueing more
+
+# (participant, publisher channel label, message) for every message the client sends on "_reliable"/"_lossy".
+DataHandler = Callable[["ParticipantPeers", str, bytes | str], None]
+
+
+class ParticipantPeers:
+    def __init__(
+        self,
+        room: str,
+        sid: str,
+        identity: str,
+        config: Callable[[], RTCConfiguration],
+        on_data: DataHandler,
+    ) -> None:
+        self.room = room
+        self.sid = sid
+        self.identity = identity
+        self.closed = False
+        self._config = config
+        self._on_data = on_data
+        self._pcs: dict[int, RTCPeerConnection] = {}
+        self._locks = {PUBLISHER: asyncio.Lock(), SUBSCRIBER: asyncio.Lock()}
+        self._remote_set: set[int] = set()
+        self._pending: dict[int, list[RTCIceCandidate]] = {PUBLISHER: [], SUBSCRIBER: []}
+        self._channels: dict[str, RTCDataChannel] = {}
+        self._backlog: deque[bytes] = deque()
+
+    def __repr__(self) -> str:
+        return f"peers:{self.room}/{self.identity}/{self.sid}"
+
+    async def subscriber_offer(self) -> str:
+        async with self._locks[SUBSCRIBER]:
+            pc = self._pcs.get(SUBSCRIBER) or self._new_subscriber()
+            try:
+                await pc.setLocalDescription(await pc.createOffer())
+            except Exception as e:
+                self._check_open()
+                raise SdpError(f"cannot create the subscriber offer: {e}") from e
+            self._check_open()
+            sdp: str = pc.localDescription.sdp
+            return sdp
+
+    async def subscriber_answer(self, sdp: str) -> None:
+        async with self._locks[SUBSCRIBER]:
+            pc = self._pcs.get(SUBSCRIBER)
+            if pc is None:
+                raise SdpError("subscriber answer before any subscriber offer")
+            check_sdp(sdp)
+            await self._set_remote(SUBSCRIBER, pc, RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def publisher_offer(self, sdp: str) -> str:
+        async with self._locks[PUBLISHER]:
+            check_sdp(sdp)
+            pc = self._pcs.get(PUBLISHER) or self._new_publisher()
+            await self._set_remote(PUBLISHER, pc, RTCSessionDescription(sdp=sdp, type="offer"))
+            try:
+                await pc.setLocalDescription(await pc.createAnswer())
+            except Exception as e:
+                self._check_open()
+                raise SdpError(f"cannot answer the publisher offer: {e}") from e
+            self._check_open()
+            answer: str = pc.localDescription.sdp
+            return answer
+
+    async def add_ice_candidate(self, target: int, candidate: RTCIceCandidate) -> None:
+        self._check_open()
+        pc = self._pcs.get(target)
+        if pc is None or target not in self._remote_set:
+            pending = self._pending[target]
+            if len(pending) >= MAX_PENDING_CANDIDATES:
+                log.warning(
+                    "%r: dropping candidate, %d already held for target %d", self, len(pending), target
+                )
+                return
+            pending.append(candidate)
+            return
+        await self._add_candidate(pc, candidate)
+
+    def send(self, payload: bytes, reliable: bool) -> str | None:
+        """Deliver on the subscriber channel; None when sent or queued, else the reason it was dropped."""
+        if self.closed:
+            return "closed"
+        channel = self._channels.get(RELIABLE_LABEL if reliable else LOSSY_LABEL)
+        if channel is None or channel.readyState != "open":
+            if not reliable:
+                return "lossy_not_open"
+            if len(self._backlog) >= MAX_RELIABLE_BACKLOG:
+                return "backlog_full"
+            self._backlog.append(payload)
+            return None
+        if channel.bufferedAmount > MAX_BUFFERED_BYTES:
+            return "congested"
+        channel.send(payload)
+        return None
+
+    async def close(self) -> None:
+        """Close both PCs; safe while a negotiation is under way (it then raises NotFoundError)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._backlog.clear()
+        self._pending = {PUBLISHER: [], SUBSCRIBER: []}
+        for pc in list(self._pcs.values()):
+            try:
+                await pc.close()
+            except Exception:
+                log.exception("%r: error closing a peer connection", self)
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise NotFoundError(f"participant {self.sid} was removed")
+
+    def _new_pc(self, target: int) -> RTCPeerConnection:
+        self._check_open()
+        pc = RTCPeerConnection(self._config())
+        name = "subscriber" if target == SUBSCRIBER else "publisher"
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            log.info("%r: %s PC %s", self, name, pc.connectionState)
+
+        self._pcs[target] = pc
+        return pc
+
+    def _new_subscriber(self) -> RTCPeerConnection:
+        pc = self._new_pc(SUBSCRIBER)
+        reliable = pc.createDataChannel(RELIABLE_LABEL, ordered=True)
+        lossy = pc.createDataChannel(LOSSY_LABEL, ordered=False, maxRetransmits=0)
+        reliable.on("open", self._flush_backlog)
+        self._channels = {RELIABLE_LABEL: reliable, LOSSY_LABEL: lossy}
+        return pc
+
+    def _new_publisher(self) -> RTCPeerConnection:
+        pc = self._new_pc(PUBLISHER)
+
+        @pc.on("datachannel")
+        def on_channel(channel: RTCDataChannel) -> None:
+            label: str = channel.label
+            if label not in DATA_LABELS:
+                return  # "_data_track" and anything else: not data packets
+
+            @channel.on("message")
+            def on_message(message: bytes | str) -> None:
+                self._on_data(self, label, message)
+
+        return pc
+
+    async def _set_remote(
+        self, target: int, pc: RTCPeerConnection, description: RTCSessionDescription
+    ) -> None:
+        self._check_open()
+        try:
+            await pc.setRemoteDescription(description)
+        except Exception as e:
+            self._check_open()
+            raise SdpError(f"cannot apply the {description.type}: {e}") from e
+        self._check_open()
+        self._remote_set.add(target)
+        pending, self._pending[target] = self._pending[target], []
+        for candidate in pending:
+            try:
+                await self._add_candidate(pc, candidate)
+            except CandidateError as e:
+                log.warning("%r: buffered candidate refused: %s", self, e)
+
+    async def _add_candidate(self, pc: RTCPeerConnection, candidate: RTCIceCandidate) -> None:
+        try:
+            await pc.addIceCandidate(candidate)
+        except Exception as e:
+            self._check_open()
+            raise CandidateError(f"cannot add candidate: {e}") from e
+
+    def _flush_backlog(self) -> None:
+        backlog, self._backlog = self._backlog, deque()
+        dropped = [reason for payload in backlog if (reason := self.send(payload, reliable=True)) is not None]
+        if dropped:
+            log.warning("%r: %d queued reliable packets dropped (%s)", self, len(dropped), dropped[0])

@@ -1,0 +1,303 @@
+"""The Participant actor: one signalling session's state machine.
+
+The gateway numbers the client's requests and the Room numbers its events; both go through a
+SequencedInbox because async Ray actors run calls out of order. Messages for the client wait in an
+outbox that the gateway drains with one long-poll at a time, which keeps them in order too.
+"""
+
+# Annotations stay strings: Ray pickles actor classes by value, and protobuf enum types do not pickle.
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+from livekit.protocol import models, rtc
+from ray.actor import ActorHandle
+
+from actors.errors import LimitExceededError, PermissionDeniedError, RaysfuError, unwrap
+from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
+from actors.inbox import SequencedInbox
+from actors.naming import NAMESPACE
+from actors.placement import node_id_for_label, pin_to_node, worker_node_label
+
+log = logging.getLogger(__name__)
+
+SERVER_VERSION = "1.9.0"  # the SDKs gate features (RPC needs >= 1.8.0) on LiveKit's server version
+PROTOCOL = 16
+PING_INTERVAL = 5
+PING_TIMEOUT = 15
+# A gateway that stops polling this long is gone (crashed or partitioned): end the session.
+GATEWAY_TIMEOUT = 30.0
+# After the session ends, how long the gateway may take to fetch the last messages (e.g. a LeaveRequest).
+DRAIN_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class JoinParams:
+    identity: str
+    name: str = ""
+    metadata: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)
+    permission: models.ParticipantPermission = field(default_factory=models.ParticipantPermission)
+    kind: int = 0  # models.ParticipantInfo.Kind
+    client_protocol: int = 0
+    auto_subscribe: bool = True
+    sdk: str = ""
+
+
+@dataclass(frozen=True)
+class Poll:
+    messages: list[bytes]  # serialized SignalResponses, in order
+    cursor: int  # pass back to the next poll
+    closed: bool  # the session ended: send `messages`, then close the WebSocket
+
+
+class Participant:
+    def __init__(
+        self,
+        worker: str,
+        room: ActorHandle[Any],
+        room_info: models.Room,
+        info: models.ParticipantInfo,
+        others: list[models.ParticipantInfo],
+        params: JoinParams,
+    ) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._room = room
+        self._room_name = room_info.name
+        self._worker_name = worker
+        self._worker = ray.get_actor(worker, namespace=NAMESPACE)
+        self._info = info
+        self._params = params
+        self._outbox: list[bytes] = []
+        self._outbox_base = 0  # cursor value of _outbox[0]
+        self._outbox_changed = asyncio.Event()
+        self._closed_reason: models.DisconnectReason | None = None
+        self._closed = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._last_poll = time.monotonic()
+        self._offer_id = 0
+        self._warned: set[str] = set()
+        self._signals: SequencedInbox[rtc.SignalRequest] = SequencedInbox(self._on_signal, f"{self}:signal")
+        self._events: SequencedInbox[RoomEvent] = SequencedInbox(self._on_room_event, f"{self}:events")
+        self._watchdog: asyncio.Task[None] | None = None
+        join = rtc.JoinResponse(
+            room=room_info,
+            participant=info,
+            other_participants=others,
+            server_version=SERVER_VERSION,
+            subscriber_primary=True,
+            ping_interval=PING_INTERVAL,
+            ping_timeout=PING_TIMEOUT,
+            server_info=models.ServerInfo(
+                edition=models.ServerInfo.Standard,
+                version=SERVER_VERSION,
+                protocol=PROTOCOL,
+                node_id=worker_node_label(worker),
+                debug_info="raysfu",
+            ),
+        )
+        self._send(rtc.SignalResponse(join=join))
+
+    def __repr__(self) -> str:
+        return f"Participant({self._room_name}/{self._info.identity} {self._info.sid})"
+
+    # ----- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Set up the subscriber transport: the server's offer follows the JoinResponse."""
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch_gateway())
+        try:
+            await self._worker.add_participant.remote(self._room_name, self._info.sid, self._info.identity)
+            await self._send_subscriber_offer()
+        except (RaysfuError, ray.exceptions.RayError) as exc:
+            log.error("%s: could not set up transports: %s", self, exc)
+            await self.close(models.DisconnectReason.JOIN_FAILURE, True)
+
+    async def close(self, reason: models.DisconnectReason, notify: bool) -> None:
+        """End the session; with `notify`, the client is told why with a LeaveRequest."""
+        if self._closed_reason is not None:
+            return
+        self._closed_reason = reason
+        if notify:
+            self._send(
+                rtc.SignalResponse(leave=rtc.LeaveRequest(reason=reason, action=rtc.LeaveRequest.DISCONNECT))
+            )
+        else:
+            self._drained.set()
+        self._outbox_changed.set()
+        try:
+            await self._worker.remove_participant.remote(self._info.sid)
+        except ray.exceptions.RayError as exc:
+            log.warning("%s: could not release media: %s", self, exc)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._closed.set()
+        log.info("%s: session closed (%s)", self, models.DisconnectReason.Name(reason))
+
+    async def wait_closed(self) -> models.DisconnectReason:
+        """Returns the disconnect reason once the session has ended and its last messages were fetched."""
+        await self._closed.wait()
+        try:
+            await asyncio.wait_for(self._drained.wait(), DRAIN_TIMEOUT)
+        except TimeoutError:
+            log.info("%s: gateway did not fetch the last messages", self)
+        assert self._closed_reason is not None
+        return self._closed_reason
+
+    async def _watch_gateway(self) -> None:
+        while True:
+            await asyncio.sleep(GATEWAY_TIMEOUT / 3)
+            if time.monotonic() - self._last_poll > GATEWAY_TIMEOUT:
+                log.warning("%s: gateway stopped polling, closing", self)
+                await self.close(models.DisconnectReason.SIGNAL_CLOSE, False)
+                return
+
+    # ----- gateway interface ---------------------------------------------------------------------------
+
+    async def signal(self, seq: int, request: rtc.SignalRequest) -> None:
+        await self._signals.put(seq, request)
+
+    async def room_event(self, seq: int, event: RoomEvent) -> None:
+        await self._events.put(seq, event)
+
+    async def poll(self, cursor: int, wait: float) -> Poll:
+        """Messages for the client after `cursor`, waiting up to `wait` s for the first one."""
+        self._last_poll = time.monotonic()
+        # Everything before cursor has been sent: forget it.
+        done = min(max(cursor - self._outbox_base, 0), len(self._outbox))
+        del self._outbox[:done]
+        self._outbox_base += done
+        if not self._outbox and self._closed_reason is None:
+            self._outbox_changed.clear()
+            try:
+                await asyncio.wait_for(self._outbox_changed.wait(), wait)
+            except TimeoutError:
+                pass
+        closed = self._closed_reason is not None
+        if closed and not self._outbox:
+            self._drained.set()
+        messages = list(self._outbox)
+        return Poll(messages=messages, cursor=self._outbox_base + len(messages), closed=closed)
+
+    # ----- client requests -----------------------------------------------------------------------------
+
+    async def _on_signal(self, req: rtc.SignalRequest) -> None:
+        if self._closed_reason is not None:
+            return
+        kind = req.WhichOneof("message")
+        try:
+            if kind == "offer":
+                answer = await self._worker.publisher_offer.remote(self._info.sid, req.offer.sdp)
+                self._send(
+                    rtc.SignalResponse(
+                        answer=rtc.SessionDescription(type="answer", sdp=answer, id=req.offer.id)
+                    )
+                )
+            elif kind == "answer":
+                await self._worker.subscriber_answer.remote(self._info.sid, req.answer.sdp)
+            elif kind == "trickle":
+                await self._worker.add_ice_candidate.remote(
+                    self._info.sid, req.trickle.target, req.trickle.candidateInit
+                )
+            elif kind == "update_metadata":
+                await self._update_metadata(req.update_metadata)
+            elif kind == "leave":
+                await self.close(models.DisconnectReason.CLIENT_INITIATED, False)
+            elif kind == "add_track":
+                self._refuse(
+                    kind,
+                    rtc.RequestResponse.UNSUPPORTED_TYPE,
+                    "publishing media tracks is not supported by this server yet",
+                )
+            elif kind in ("subscription_permission", "sync_state", "track_setting", "subscription", "mute"):
+                pass  # media-plane requests: nothing to do while no tracks are forwarded
+            else:
+                self._refuse(
+                    kind or "empty", rtc.RequestResponse.UNSUPPORTED_TYPE, f"unsupported request {kind}"
+                )
+        except RaysfuError as exc:  # raised here or by an actor (Ray's error then subclasses the cause)
+            self._refuse(kind or "", rtc.RequestResponse.INVALID_REQUEST, str(unwrap(exc)))
+
+    async def _update_metadata(self, update: rtc.UpdateParticipantMetadata) -> None:
+        response = rtc.RequestResponse(request_id=update.request_id, update_metadata=update)
+        try:
+            await self._room.update_participant.remote(
+                self._info.identity,
+                metadata=update.metadata if update.metadata else None,
+                name=update.name if update.name else None,
+                attributes=dict(update.attributes) if update.attributes else None,
+                by_self=True,
+            )
+            response.reason = rtc.RequestResponse.OK
+        except PermissionDeniedError as exc:
+            response.reason = rtc.RequestResponse.NOT_ALLOWED
+            response.message = str(unwrap(exc))
+            self._log_once("update_metadata", "refused update: %s", response.message)
+        except LimitExceededError as exc:
+            response.reason = rtc.RequestResponse.LIMIT_EXCEEDED
+            response.message = str(unwrap(exc))
+            self._log_once("update_metadata_limit", "refused update: %s", response.message)
+        self._send(rtc.SignalResponse(request_response=response))
+
+    def _refuse(self, kind: str, reason: rtc.RequestResponse.Reason, message: str) -> None:
+        self._log_once(kind, "refused %s: %s", kind, message)
+        self._send(rtc.SignalResponse(request_response=rtc.RequestResponse(reason=reason, message=message)))
+
+    def _log_once(self, key: str, fmt: str, *args: object) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s: " + fmt, self, *args)
+
+    # ----- room events ---------------------------------------------------------------------------------
+
+    async def _on_room_event(self, event: RoomEvent) -> None:
+        if self._closed_reason is not None:
+            return
+        if isinstance(event, ParticipantsChanged):
+            for p in event.participants:
+                if p.sid == self._info.sid:
+                    self._info.CopyFrom(p)
+            self._send(rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=event.participants)))
+        elif isinstance(event, RoomChanged):
+            self._send(rtc.SignalResponse(room_update=rtc.RoomUpdate(room=event.room)))
+
+    # ----- helpers -------------------------------------------------------------------------------------
+
+    async def _send_subscriber_offer(self) -> None:
+        sdp = await self._worker.subscriber_offer.remote(self._info.sid)
+        self._offer_id += 1
+        self._send(rtc.SignalResponse(offer=rtc.SessionDescription(type="offer", sdp=sdp, id=self._offer_id)))
+
+    def _send(self, message: rtc.SignalResponse) -> None:
+        self._outbox.append(message.SerializeToString())
+        self._outbox_changed.set()
+
+
+ParticipantActor = ray.remote(Participant)
+
+
+def create_participant(
+    name: str,
+    worker: str,
+    room: ActorHandle[Any],
+    room_info: models.Room,
+    info: models.ParticipantInfo,
+    others: list[models.ParticipantInfo],
+    params: JoinParams,
+) -> ActorHandle[Any]:
+    """A Participant actor on the node of the media worker it controls."""
+    node_id = node_id_for_label(worker_node_label(worker))
+    return ParticipantActor.options(  # type: ignore[return-value]
+        name=name,
+        namespace=NAMESPACE,
+        num_cpus=0,
+        max_concurrency=1000,
+        max_restarts=0,
+        lifetime="detached",
+        **pin_to_node(node_id),
+    ).remote(worker, room, room_info, info, others, params)

@@ -1,0 +1,67 @@
+"""Which MediaWorker hosts a new participant.
+
+A room's participants go to the worker already serving the room while it has capacity (forwarding inside
+one process is cheapest), then to the least-loaded worker on a node the room already uses, then anywhere.
+Workers register as named actors `media:<node>/<n>`; `<node>` is the first 8 hex digits of the Ray node id.
+"""
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from actors.naming import MEDIA_PREFIX, NAMESPACE
+
+
+def node_label(node_id: str) -> str:
+    return node_id[:8]
+
+
+def worker_node_label(worker: str) -> str:
+    return worker.removeprefix(MEDIA_PREFIX).split("/", 1)[0]
+
+
+def list_workers() -> list[str]:
+    names = ray.util.list_named_actors(all_namespaces=True)
+    return sorted(
+        n["name"] for n in names if n["namespace"] == NAMESPACE and n["name"].startswith(MEDIA_PREFIX)
+    )
+
+
+def node_id_for_label(label: str) -> str | None:
+    for node in ray.nodes():  # type: ignore[no-untyped-call]
+        if node.get("Alive") and str(node["NodeID"]).startswith(label):
+            return str(node["NodeID"])
+    return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    worker: str
+    load: int  # participants hosted, all rooms
+
+
+def choose_worker(candidates: list[Candidate], room_members: Counter[str], capacity: int) -> str:
+    """Pick a worker: the room's busiest worker with room, then its nodes' least loaded, then any."""
+    if not candidates:
+        raise RuntimeError("no media workers are running")
+    free = [c for c in candidates if capacity <= 0 or c.load < capacity]
+    if not free:
+        free = candidates  # every worker is full: overload the least loaded rather than refuse
+    serving = sorted(
+        (c for c in free if room_members[c.worker] > 0), key=lambda c: (-room_members[c.worker], c.load)
+    )
+    if serving:
+        return serving[0].worker
+    room_nodes = {worker_node_label(w) for w, n in room_members.items() if n > 0}
+    same_node = [c for c in free if worker_node_label(c.worker) in room_nodes]
+    return min(same_node or free, key=lambda c: (c.load, c.worker)).worker
+
+
+def pin_to_node(node_id: str | None) -> dict[str, Any]:
+    """Ray options placing an actor on `node_id` (hard affinity), or nothing when it is unknown."""
+    if node_id is None:
+        return {}
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)}

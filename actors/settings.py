@@ -1,0 +1,23 @@
+"""Settings the actors receive from the server configuration (plain, picklable dataclasses)."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    """Per-room behaviour; server-wide defaults, overridable per room by CreateRoom."""
+
+    empty_timeout: int = 300  # seconds a room nobody ever joined stays open
+    departure_timeout: int = 20  # seconds a room stays open after its last participant left
+    max_participants: int = 0  # 0 = unlimited
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    """What the media workers need to host peer connections."""
+
+    # Addresses ICE gathers host candidates on; empty means every non-loopback interface (aioice's default).
+    ice_addresses: tuple[str, ...] = ()
+    participants_per_worker: int = 100
+    workers_per_node: int = 0  # 0 = one per CPU
+    stun_servers: tuple[str, ...] = field(default=())

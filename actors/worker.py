@@ -1,0 +1,186 @@
+"""MediaWorker: hosts the peer connections of many participants of many rooms, and routes their data.
+
+Transports and data packets only; RTP forwarding comes later. Data between workers goes through
+`deliver_data` calls (one per packet per destination worker), ordered per sending worker.
+"""
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from actors.directory import Directory, Member
+from actors.errors import CandidateError, NotFoundError
+from actors.inbox import SequencedInbox
+from actors.media.data import DataPacketRefused, route
+from actors.media.ice import parse_candidate_init, restrict_host_addresses, rtc_configuration
+from actors.media.links import Outgoing, WorkerLinks
+from actors.media.peer import PUBLISHER, SUBSCRIBER, ParticipantPeers
+from actors.media.ratelog import RateLimitedLog
+from actors.naming import NAMESPACE
+from actors.settings import MediaSettings
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENCY = 1000
+
+
+@dataclass(frozen=True)
+class _Room:
+    directory: Directory
+    by_sid: dict[str, Member]
+
+
+@dataclass(frozen=True)
+class _Delivery:
+    room: str
+    payload: bytes
+    reliable: bool
+    dest_sids: tuple[str, ...]
+
+
+class MediaWorker:
+    def __init__(self, name: str, settings: MediaSettings) -> None:
+        self.name = name
+        self._settings = settings
+        if settings.ice_addresses:
+            restrict_host_addresses(settings.ice_addresses)
+        self._peers: dict[str, ParticipantPeers] = {}
+        self._rooms: dict[str, _Room] = {}
+        self._inboxes: dict[str, SequencedInbox[_Delivery]] = {}
+        self._counters: Counter[str] = Counter()
+        self._links = WorkerLinks(name, self._counters)
+        self._refused_senders: set[str] = set()  # sids whose "no permission" drop was logged already
+        self._ratelog = RateLimitedLog(log)
+
+    def __repr__(self) -> str:
+        return self.name
+
+    async def ready(self) -> str:
+        return self.name
+
+    async def load(self) -> int:
+        return len(self._peers)
+
+    async def add_participant(self, room: str, sid: str, identity: str) -> None:
+        if sid in self._peers:
+            return
+        self._peers[sid] = ParticipantPeers(
+            room, sid, identity, lambda: rtc_configuration(self._settings.stun_servers), self._on_data
+        )
+
+    async def remove_participant(self, sid: str) -> None:
+        peers = self._peers.pop(sid, None)
+        self._refused_senders.discard(sid)
+        if peers is not None:
+            await peers.close()
+
+    async def subscriber_offer(self, sid: str) -> str:
+        return await self._peer(sid).subscriber_offer()
+
+    async def subscriber_answer(self, sid: str, sdp: str) -> None:
+        await self._peer(sid).subscriber_answer(sdp)
+
+    async def publisher_offer(self, sid: str, sdp: str) -> str:
+        return await self._peer(sid).publisher_offer(sdp)
+
+    async def add_ice_candidate(self, sid: str, target: int, candidate_init: str) -> None:
+        peers = self._peer(sid)
+        if target not in (PUBLISHER, SUBSCRIBER):
+            raise CandidateError(f"unknown signal target {target}")
+        candidate = parse_candidate_init(candidate_init)
+        if candidate is not None:
+            await peers.add_ice_candidate(target, candidate)
+
+    async def update_directory(self, directory: Directory) -> None:
+        current = self._rooms.get(directory.room)
+        if current is not None and current.directory.version >= directory.version:
+            return
+        self._rooms[directory.room] = _Room(directory, directory.by_sid())
+        self._refused_senders -= {m.sid for m in directory.members if m.can_publish_data}
+
+    async def close_room(self, room: str) -> None:
+        self._rooms.pop(room, None)
+
+    async def send_data(self, room: str, packet: bytes, reliable: bool, dest_sids: list[str]) -> int:
+        wanted = set(dest_sids)
+        targets = [p.sid for p in self._peers.values() if p.room == room and (not wanted or p.sid in wanted)]
+        return sum(self._deliver_local(room, sid, packet, reliable) for sid in targets)
+
+    async def deliver_data(
+        self, src_worker: str, seq: int, room: str, packet: bytes, reliable: bool, dest_sids: list[str]
+    ) -> None:
+        self._counters["deliver_calls"] += 1
+        inbox = self._inboxes.get(src_worker)
+        if inbox is None:
+            inbox = SequencedInbox(self._apply_delivery, f"{self.name}<-{src_worker}")
+            self._inboxes[src_worker] = inbox
+        await inbox.put(seq, _Delivery(room, packet, reliable, tuple(dest_sids)))
+
+    async def stats(self) -> dict[str, int]:
+        return {"participants": len(self._peers), **self._counters}
+
+    def _peer(self, sid: str) -> ParticipantPeers:
+        peers = self._peers.get(sid)
+        if peers is None:
+            raise NotFoundError(f"participant {sid} is not on {self.name}")
+        return peers
+
+    async def _apply_delivery(self, delivery: _Delivery) -> None:
+        for sid in delivery.dest_sids:
+            self._deliver_local(delivery.room, sid, delivery.payload, delivery.reliable)
+
+    def _on_data(self, peers: ParticipantPeers, label: str, message: bytes | str) -> None:
+        """A message on a client's publisher data channel: route it, or drop it with a (rate-limited) log."""
+        self._counters["data_received"] += 1
+        room = self._rooms.get(peers.room)
+        sender = room.by_sid.get(peers.sid) if room is not None else None
+        try:
+            if room is None or sender is None:
+                raise DataPacketRefused("unknown_sender", f"{peers!r} is not in the room directory")
+            if isinstance(message, str):
+                raise DataPacketRefused("unparseable", "text message")
+            routed = route(message, label, sender, room.directory)
+        except DataPacketRefused as e:
+            self._counters[f"dropped_{e.reason}"] += 1
+            if e.reason != "no_permission":
+                self._ratelog.warning(e.reason, "%s: data from %r dropped: %s", self.name, peers, e)
+            elif peers.sid not in self._refused_senders:
+                self._refused_senders.add(peers.sid)
+                log.warning("%s: %r may not publish data; dropping its packets", self.name, peers)
+            return
+        remote: dict[str, list[str]] = {}
+        for sid in routed.dest_sids:
+            worker = room.by_sid[sid].worker
+            if worker == self.name:
+                self._deliver_local(peers.room, sid, routed.payload, routed.reliable)
+            else:
+                remote.setdefault(worker, []).append(sid)
+        for worker, sids in remote.items():
+            self._links.send(worker, Outgoing(peers.room, routed.payload, routed.reliable, tuple(sids)))
+
+    def _deliver_local(self, room: str, sid: str, payload: bytes, reliable: bool) -> bool:
+        peers = self._peers.get(sid)
+        reason = "not_hosted" if peers is None or peers.room != room else peers.send(payload, reliable)
+        if reason is not None:
+            self._counters[f"dropped_{reason}"] += 1
+            return False
+        self._counters["data_delivered"] += 1
+        return True
+
+
+def create_media_worker(name: str, settings: MediaSettings, node_id: str | None = None) -> Any:
+    """Start the named, detached MediaWorker actor, pinned to `node_id` when given; returns its handle."""
+    options: dict[str, Any] = {
+        "name": name,
+        "namespace": NAMESPACE,
+        "num_cpus": 0,
+        "lifetime": "detached",
+        "max_concurrency": MAX_CONCURRENCY,
+    }
+    if node_id is not None:
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
+    return ray.remote(MediaWorker).options(**options).remote(name, settings)

@@ -1,0 +1,130 @@
+"""`raysfu serve`: Ray, this node's media workers and the gateway, with a clean shutdown."""
+
+import asyncio
+import logging
+import os
+import signal
+from types import FrameType
+
+import ray
+import uvicorn
+
+from actors.naming import NAMESPACE, media_actor
+from actors.placement import node_label
+from actors.worker import create_media_worker
+from gateway.app import create_app
+from gateway.config import ServerConfig
+from gateway.signal import Sessions
+
+log = logging.getLogger(__name__)
+
+# uvicorn refuses larger frames itself; frames up to this size reach the gateway, which refuses anything
+# over the signalling limit (2 MiB) with a log line of its own.
+WS_MAX_SIZE = 16 * 1024 * 1024
+
+
+def start_ray(config: ServerConfig) -> str:
+    """Start (or join) Ray; returns the dashboard URL."""
+    if config.ray_address:
+        context = ray.init(address=config.ray_address, namespace=NAMESPACE, log_to_driver=True)
+        return str(context.dashboard_url or "")
+    if config.dev:
+        # Keep every Ray server on loopback (by default Ray advertises and listens on the LAN address).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    context = ray.init(
+        address="local",
+        namespace=NAMESPACE,
+        _node_ip_address="127.0.0.1" if config.dev else None,
+        include_dashboard=True,
+        dashboard_host="127.0.0.1" if config.dev else "0.0.0.0",
+        dashboard_port=config.dashboard_port,
+        log_to_driver=True,
+    )
+    return f"http://{context.dashboard_url}" if context.dashboard_url else "(no dashboard)"
+
+
+def start_media_workers(config: ServerConfig) -> list[str]:
+    """This node's pool of MediaWorkers (default one per CPU), pinned to this node."""
+    node_id = ray.get_runtime_context().get_node_id()
+    count = config.media.workers_per_node or os.cpu_count() or 1
+    names = [media_actor(node_label(node_id), i) for i in range(count)]
+    handles = [create_media_worker(name, config.media, node_id) for name in names]
+    ray.get([h.ready.remote() for h in handles])
+    return names
+
+
+def stop_actors(worker_names: list[str], everything: bool) -> None:
+    """Kill this node's media workers; with `everything` (our own local Ray), every raysfu actor."""
+    names = set(worker_names)
+    if everything:
+        names |= {
+            n["name"] for n in ray.util.list_named_actors(all_namespaces=True) if n["namespace"] == NAMESPACE
+        }
+    for name in sorted(names):
+        try:
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        except ValueError:
+            pass
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn, but a signal first sends every client a LeaveRequest(SERVER_SHUTDOWN)."""
+
+    def __init__(self, config: uvicorn.Config, sessions: Sessions) -> None:
+        super().__init__(config)
+        self._sessions = sessions
+        self._stopping = False
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not delegated to uvicorn: it would re-raise the signal after shutting down, and Ray's driver
+        # handler turns that into sys.exit(15) before the actors are cleaned up.
+        if self._stopping:
+            self.force_exit = True  # a second signal: stop now
+            return
+        self._stopping = True
+        log.info("%s: telling %d clients and shutting down", signal.Signals(sig).name, len(self._sessions))
+
+        async def leave_then_exit() -> None:
+            try:
+                await asyncio.wait_for(self._sessions.shutdown(), 10)
+            finally:
+                self.should_exit = True
+
+        task = asyncio.get_event_loop().create_task(leave_then_exit())
+        self._tasks.add(task)
+
+
+def banner(config: ServerConfig, dashboard: str) -> str:
+    key, secret = next(iter(config.api_keys.items()))
+    lines = [
+        f"raysfu is listening on {config.ws_url}",
+        f"  Ray dashboard: {dashboard}",
+        f"  API key: {key}" + (f"  secret: {secret}" if config.dev else ""),
+        f"  mint a token: raysfu token --identity alice --room demo{'' if config.dev else ' --config FILE'}",
+    ]
+    return "\n".join(lines)
+
+
+def serve(config: ServerConfig) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    dashboard = start_ray(config)
+    workers = start_media_workers(config)
+    log.info("media workers: %s", ", ".join(workers))
+    sessions = Sessions()
+    app = create_app(config, sessions)
+    server = GatewayServer(
+        uvicorn.Config(
+            app, host=config.host, port=config.port, ws_max_size=WS_MAX_SIZE, log_level="info", lifespan="off"
+        ),
+        sessions,
+    )
+    print(banner(config, dashboard), flush=True)
+    try:
+        server.run()
+    finally:
+        stop_actors(workers, everything=not config.ray_address)
+        ray.shutdown()
+        log.info("stopped")
+    return 0 if server.started else 1

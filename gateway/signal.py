@@ -1,0 +1,239 @@
+"""The `/rtc` WebSocket: LiveKit's protobuf signalling, turned into Participant actor calls.
+
+The gateway stays stateless about rooms: it authenticates, seats the session through the Room actor, then
+pumps client requests into the Participant (numbered, so the actor can restore their order) and the
+Participant's outbox back to the client. Pings are answered here, without a Ray call.
+"""
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import ray
+from google.protobuf.message import DecodeError
+from livekit.protocol import models, rtc
+from ray.actor import ActorHandle
+from starlette.responses import PlainTextResponse
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from actors import limits
+from actors.errors import LimitExceededError, RaysfuError, RoomClosedError, unwrap
+from actors.participant import JoinParams
+from actors.room import Joined, get_or_create_room
+from gateway.auth import (
+    AuthError,
+    Claims,
+    check_join,
+    participant_permission,
+    token_from_request,
+    verify_token,
+)
+from gateway.config import ServerConfig
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT = 10.0
+JOIN_ATTEMPTS = 50  # a room that is closing frees its name within a few hundred ms
+KINDS = {"standard": 0, "ingress": 1, "egress": 2, "sip": 3, "agent": 4}
+
+
+def join_params(claims: Claims, query: Any) -> JoinParams:
+    return JoinParams(
+        identity=claims.identity,
+        name=claims.name,
+        metadata=claims.metadata,
+        attributes=dict(claims.attributes),
+        permission=participant_permission(claims.video),
+        kind=KINDS.get(claims.kind, 0),
+        client_protocol=int(query.get("client_protocol", "0") or 0),
+        auto_subscribe=query.get("auto_subscribe", "1") not in ("0", "false"),
+        sdk=str(query.get("sdk", "")),
+    )
+
+
+async def seat(config: ServerConfig, room: str, params: JoinParams) -> Joined:
+    """Join `room`, creating it if needed; retries while a closing room still holds the name."""
+    for _ in range(JOIN_ATTEMPTS):
+        handle = await asyncio.to_thread(get_or_create_room, room, config.room, config.media)
+        try:
+            joined: Joined = await handle.join.remote(params)
+            return joined
+        except (RoomClosedError, ray.exceptions.RayActorError):
+            await asyncio.sleep(0.1)
+    raise RoomClosedError(f"room {room} is closing; try again")
+
+
+class Session:
+    """One client's WebSocket, from accept to close."""
+
+    def __init__(self, ws: WebSocket, participant: ActorHandle[Any], label: str) -> None:
+        self._ws = ws
+        self._participant = participant
+        self._label = label
+        self._send_lock = asyncio.Lock()
+        self._seq = 0
+        self._closing = False
+        self._warned: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Session({self._label})"
+
+    async def run(self) -> None:
+        self._participant.start.remote()
+        pump = asyncio.get_running_loop().create_task(self._pump())
+        reason = models.DisconnectReason.SIGNAL_CLOSE
+        try:
+            while not self._closing:
+                message = await self._ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                if await self._on_frame(message) == "leave":
+                    reason = models.DisconnectReason.CLIENT_INITIATED
+        except WebSocketDisconnect:
+            pass
+        finally:
+            pump.cancel()
+            if not self._closing:
+                try:
+                    await self._participant.close.remote(reason, False)
+                except ray.exceptions.RayActorError:
+                    pass
+
+    async def leave(self, reason: models.DisconnectReason) -> None:
+        """Server-initiated end (shutdown): tell the client, end the session, close the socket."""
+        if self._closing:
+            return
+        self._closing = True
+        leave = rtc.LeaveRequest(reason=reason, action=rtc.LeaveRequest.DISCONNECT)
+        await self._send(rtc.SignalResponse(leave=leave).SerializeToString())
+        try:
+            await self._participant.close.remote(reason, False)
+        except ray.exceptions.RayActorError:
+            pass
+        await self._close(1001)
+
+    async def _on_frame(self, message: Any) -> str | None:
+        data = message.get("bytes")
+        if data is None:
+            self._refuse("text", "expected a binary protobuf SignalRequest, got a text frame")
+            return None
+        if len(data) > limits.MAX_SIGNAL_MESSAGE:
+            self._warn("oversized", f"message of {len(data)} bytes is over {limits.MAX_SIGNAL_MESSAGE}")
+            await self.leave(models.DisconnectReason.STATE_MISMATCH)
+            return None
+        try:
+            req = rtc.SignalRequest.FromString(data)
+        except DecodeError:
+            self._refuse("malformed", "malformed SignalRequest")
+            return None
+        kind: str | None = req.WhichOneof("message")
+        if kind == "ping_req":
+            pong = rtc.Pong(last_ping_timestamp=req.ping_req.timestamp, timestamp=int(time.time() * 1000))
+            await self._send(rtc.SignalResponse(pong_resp=pong).SerializeToString())
+        elif kind == "ping":
+            await self._send(rtc.SignalResponse(pong=int(time.time() * 1000)).SerializeToString())
+        elif kind is None:
+            self._refuse("unknown", "SignalRequest without a known message")
+        else:
+            self._participant.signal.remote(self._seq, req)
+            self._seq += 1
+        return kind
+
+    async def _pump(self) -> None:
+        """The Participant's outbox to the client, one long-poll at a time (which keeps the order)."""
+        cursor = 0
+        try:
+            while True:
+                poll = await self._participant.poll.remote(cursor, POLL_TIMEOUT)
+                for data in poll.messages:
+                    await self._send(data)
+                cursor = poll.cursor
+                if poll.closed:
+                    self._closing = True
+                    await self._participant.poll.remote(cursor, 0)  # acknowledge: all was delivered
+                    await self._close(1000)
+                    return
+        except ray.exceptions.RayActorError:
+            log.warning("%s: participant actor is gone, closing the session", self)
+            self._closing = True
+            leave = rtc.LeaveRequest(
+                reason=models.DisconnectReason.STATE_MISMATCH, action=rtc.LeaveRequest.DISCONNECT
+            )
+            await self._send(rtc.SignalResponse(leave=leave).SerializeToString())
+            await self._close(1011)
+
+    async def _send(self, data: bytes) -> None:
+        async with self._send_lock:
+            try:
+                await self._ws.send_bytes(data)
+            except (RuntimeError, WebSocketDisconnect, OSError):
+                pass  # the client is gone; the reader notices
+
+    async def _close(self, code: int) -> None:
+        try:
+            await self._ws.close(code)
+        except (RuntimeError, OSError):
+            pass
+
+    def _refuse(self, key: str, message: str) -> None:
+        self._warn(key, message)
+        response = rtc.RequestResponse(reason=rtc.RequestResponse.INVALID_REQUEST, message=message)
+        asyncio.get_running_loop().create_task(
+            self._send(rtc.SignalResponse(request_response=response).SerializeToString())
+        )
+
+    def _warn(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s: %s", self, message)
+
+
+class Sessions:
+    """The sessions this gateway holds, so that a shutdown can tell every client."""
+
+    def __init__(self) -> None:
+        self._active: set[Session] = set()
+
+    def __len__(self) -> int:
+        return len(self._active)
+
+    async def shutdown(self) -> None:
+        await asyncio.gather(
+            *(s.leave(models.DisconnectReason.SERVER_SHUTDOWN) for s in list(self._active)),
+            return_exceptions=True,
+        )
+
+    async def serve(self, ws: WebSocket, config: ServerConfig) -> None:
+        token = token_from_request(ws.headers, ws.query_params)
+        try:
+            claims = verify_token(token or "", config.api_keys)
+            room = check_join(claims)
+        except AuthError as exc:
+            await ws.send_denial_response(PlainTextResponse(exc.reason, status_code=exc.status))
+            return
+        if ws.query_params.get("reconnect") == "1":
+            # No session resume yet: LeaveRequest(RECONNECT) makes the SDK do a full rejoin at once.
+            await ws.accept()
+            leave = rtc.LeaveRequest(
+                can_reconnect=True,
+                reason=models.DisconnectReason.STATE_MISMATCH,
+                action=rtc.LeaveRequest.RECONNECT,
+            )
+            await ws.send_bytes(rtc.SignalResponse(leave=leave).SerializeToString())
+            await ws.close()
+            return
+        try:
+            joined = await seat(config, room, join_params(claims, ws.query_params))
+        except (LimitExceededError, RaysfuError) as exc:
+            status = 429 if isinstance(exc, LimitExceededError) else 503
+            log.warning("join of %s to %s refused: %s", claims.identity, room, unwrap(exc))
+            await ws.send_denial_response(PlainTextResponse(str(unwrap(exc)), status_code=status))
+            return
+        await ws.accept()
+        session = Session(ws, joined.participant, f"{room}/{claims.identity} {joined.sid}")
+        self._active.add(session)
+        try:
+            await session.run()
+        finally:
+            self._active.discard(session)

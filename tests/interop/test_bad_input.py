@@ -1,0 +1,201 @@
+"""Bad input on the signalling socket: refused or cut off cleanly, and nobody else in the room notices.
+
+A raw WebSocket client (aiohttp) plays the misbehaving participant; real SDK clients share its room.
+"""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from livekit.protocol import rtc
+
+from tests.interop.sdk import Connect, Events, MintToken, Server, wait_for
+
+
+class RawClient:
+    """Speaks LiveKit signalling by hand, so it can send what no SDK would."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws = ws
+        self.received: list[rtc.SignalResponse] = []
+
+    async def next(self, kind: str, timeout: float = 10.0) -> rtc.SignalResponse:  # noqa: ASYNC109
+        """The next message of this kind (others are kept in `received`)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.ws.receive()
+                if msg.type != aiohttp.WSMsgType.BINARY:
+                    raise AssertionError(f"expected a {kind}, got {msg.type} {msg.data!r}")
+                response = rtc.SignalResponse.FromString(msg.data)
+                self.received.append(response)
+                if response.WhichOneof("message") == kind:
+                    return response
+
+    async def send(self, request: rtc.SignalRequest) -> None:
+        await self.ws.send_bytes(request.SerializeToString())
+
+    async def ping(self) -> None:
+        """The session still works: a ping_req is answered."""
+        await self.send(rtc.SignalRequest(ping_req=rtc.Ping(timestamp=42)))
+        pong = await self.next("pong_resp")
+        assert pong.pong_resp.last_ping_timestamp == 42
+
+    async def refusal(self) -> rtc.RequestResponse:
+        response = (await self.next("request_response")).request_response
+        assert response.reason != rtc.RequestResponse.OK
+        return response
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def raw_join(http: aiohttp.ClientSession, server: Server, jwt: str) -> RawClient:
+    ws = await http.ws_connect(
+        f"{server.url}/rtc?protocol=16&sdk=python", headers={"Authorization": f"Bearer {jwt}"}
+    )
+    client = RawClient(ws)
+    join = await client.next("join")
+    assert join.join.participant.sid.startswith("PA_")
+    return client
+
+
+async def test_garbage_frames_are_refused(
+    http: aiohttp.ClientSession, server: Server, token: MintToken, connect: Connect, room_name: str
+) -> None:
+    bystander = await connect("bystander", room_name)
+    raw = await raw_join(http, server, token("raw", room_name))
+
+    await raw.ws.send_str('{"offer": "not protobuf"}')
+    assert "binary" in (await raw.refusal()).message
+    await raw.ws.send_bytes(b"\xff\xff\xff\xff not a protobuf")
+    assert "malformed" in (await raw.refusal()).message
+    await raw.ws.send_bytes(b"")  # a SignalRequest with no message set
+    await raw.refusal()
+    await raw.ping()
+    assert "raw" in bystander.remote_participants
+
+
+async def test_unparseable_sdp_and_candidate_are_refused(
+    http: aiohttp.ClientSession, server: Server, token: MintToken, connect: Connect, room_name: str
+) -> None:
+    bystander = await connect("bystander", room_name)
+    raw = await raw_join(http, server, token("raw", room_name))
+
+    await raw.send(
+        rtc.SignalRequest(offer=rtc.SessionDescription(type="offer", sdp="v=0\r\nthis is not sdp", id=1))
+    )
+    assert (await raw.refusal()).reason == rtc.RequestResponse.INVALID_REQUEST
+    offer = await raw.next("offer")  # the server's subscriber offer, which this client never answers
+    assert offer.offer.sdp.startswith("v=0")
+    await raw.send(rtc.SignalRequest(answer=rtc.SessionDescription(type="answer", sdp="garbage", id=1)))
+    await raw.refusal()
+    bad = json.dumps({"candidate": "candidate:nonsense", "sdpMid": "0", "sdpMLineIndex": 0})
+    await raw.send(rtc.SignalRequest(trickle=rtc.TrickleRequest(candidateInit=bad, target=rtc.SUBSCRIBER)))
+    await raw.refusal()
+    await raw.send(
+        rtc.SignalRequest(trickle=rtc.TrickleRequest(candidateInit="{not json", target=rtc.PUBLISHER))
+    )
+    await raw.refusal()
+    await raw.ping()
+
+    # the room is undisturbed: others still talk
+    other = await connect("other", room_name)
+    inbox = Events(other, "data_received")
+    await bystander.local_participant.publish_data(b"still fine", topic="t")
+    (packet,) = await inbox.wait("data_received")
+    assert packet.data == b"still fine"
+
+
+async def test_oversized_message_closes_only_that_session(
+    http: aiohttp.ClientSession, server: Server, token: MintToken, connect: Connect, room_name: str
+) -> None:
+    bystander = await connect("bystander", room_name)
+    events = Events(bystander, "participant_disconnected")
+    raw = await raw_join(http, server, token("raw", room_name))
+    await wait_for(lambda: "raw" in bystander.remote_participants, what="raw joined")
+
+    big = rtc.SignalRequest(update_metadata=rtc.UpdateParticipantMetadata(metadata="x" * (3 * 1024 * 1024)))
+    await raw.send(big)
+    leave = await raw.next("leave")
+    assert leave.leave.action == rtc.LeaveRequest.DISCONNECT
+    msg = await raw.ws.receive()
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.CLOSING)
+    (gone,) = await events.wait("participant_disconnected")
+    assert gone.identity == "raw"
+    assert bystander.isconnected()
+
+
+async def test_metadata_over_limit_is_refused(
+    http: aiohttp.ClientSession, server: Server, token: MintToken, connect: Connect, room_name: str
+) -> None:
+    bystander = await connect("bystander", room_name)
+    raw = await raw_join(
+        http, server, token("raw", room_name, metadata="small", can_update_own_metadata=True)
+    )
+    await raw.send(
+        rtc.SignalRequest(
+            update_metadata=rtc.UpdateParticipantMetadata(metadata="x" * (512 * 1024 + 1), request_id=7)
+        )
+    )
+    refusal = await raw.refusal()
+    assert (refusal.request_id, refusal.reason) == (7, rtc.RequestResponse.LIMIT_EXCEEDED)
+    await raw.send(
+        rtc.SignalRequest(update_metadata=rtc.UpdateParticipantMetadata(name="n" * 257, request_id=8))
+    )
+    assert (await raw.refusal()).reason == rtc.RequestResponse.LIMIT_EXCEEDED
+    await asyncio.sleep(0.3)
+    assert bystander.remote_participants["raw"].metadata == "small"
+
+
+async def test_update_beyond_permission_is_refused(
+    http: aiohttp.ClientSession, server: Server, token: MintToken, room_name: str
+) -> None:
+    raw = await raw_join(http, server, token("raw", room_name))  # no canUpdateOwnMetadata
+    await raw.send(
+        rtc.SignalRequest(update_metadata=rtc.UpdateParticipantMetadata(metadata="m", request_id=3))
+    )
+    refusal = await raw.refusal()
+    assert (refusal.request_id, refusal.reason) == (3, rtc.RequestResponse.NOT_ALLOWED)
+    await raw.ping()
+
+
+@pytest.mark.parametrize("identity,room", [("i" * 257, "ok-room"), ("ok", "r" * 257)])
+async def test_overlong_identity_or_room_is_refused(
+    http: aiohttp.ClientSession, server: Server, token: MintToken, identity: str, room: str
+) -> None:
+    with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+        await http.ws_connect(
+            f"{server.url}/rtc", headers={"Authorization": f"Bearer {token(identity, room)}"}
+        )
+    assert 400 <= info.value.status < 500
+    async with http.get(
+        f"{server.http_url}/rtc/validate", params={"access_token": token(identity, room)}
+    ) as r:
+        assert 400 <= r.status < 500
+        assert "256" in await r.text()
+
+
+async def test_dead_participant_actor_is_removed(server: Server, connect: Connect, room_name: str) -> None:
+    alice = await connect("alice", room_name)
+    bob = await connect("bob", room_name)
+    events = Events(alice, "participant_disconnected")
+    actor = f"participant:{room_name}/bob/{bob.local_participant.sid}"
+    kill = (
+        "import ray; ray.init(address='auto', namespace='raysfu', log_to_driver=False); "
+        f"ray.kill(ray.get_actor({actor!r}))"
+    )
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", kill], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    (gone,) = await events.wait("participant_disconnected", timeout=15)
+    assert gone.identity == "bob"

@@ -1,0 +1,160 @@
+"""Joining, presence, metadata and leaving, with the real `livekit` SDK against a running raysfu."""
+
+import asyncio
+
+from livekit import api as lkapi
+from livekit import rtc
+from ray.util.state import list_actors
+
+from tests.interop.sdk import Connect, Events, Server, wait_for
+
+
+async def test_two_clients_see_each_other(connect: Connect, room_name: str) -> None:
+    alice = await connect("alice", room_name, name="Alice", metadata="a-meta")
+    events = Events(alice, "participant_connected")
+    bob = await connect("bob", room_name, name="Bob", metadata="b-meta", attributes={"role": "guest"})
+
+    # bob learns about alice from the JoinResponse, alice about bob from a ParticipantUpdate
+    assert set(bob.remote_participants) == {"alice"}
+    seen_alice = bob.remote_participants["alice"]
+    assert (seen_alice.name, seen_alice.metadata) == ("Alice", "a-meta")
+    assert seen_alice.sid == alice.local_participant.sid
+    assert alice.local_participant.sid.startswith("PA_") and len(alice.local_participant.sid) == 15
+
+    (joined,) = await events.wait("participant_connected")
+    assert (joined.identity, joined.name, joined.metadata) == ("bob", "Bob", "b-meta")
+    assert joined.sid == bob.local_participant.sid
+    assert joined.attributes == {"role": "guest"}
+    assert (await alice.sid) == (await bob.sid)
+    assert (await alice.sid).startswith("RM_")
+    assert alice.name == room_name
+
+
+async def test_three_clients(connect: Connect, room_name: str) -> None:
+    clients = [await connect(name, room_name, name=name.title()) for name in ("ann", "ben", "cat")]
+    for client in clients:
+        others = {c.local_participant.identity for c in clients} - {client.local_participant.identity}
+        await wait_for(lambda c=client, o=others: set(c.remote_participants) == o, what=f"{others}")
+        for identity, p in client.remote_participants.items():
+            owner = next(c for c in clients if c.local_participant.identity == identity)
+            assert p.sid == owner.local_participant.sid
+            assert p.name == identity.title()
+
+
+async def test_metadata_name_attributes_reach_others(connect: Connect, room_name: str) -> None:
+    alice = await connect("alice", room_name, can_update_own_metadata=True)
+    bob = await connect("bob", room_name)
+    events = Events(
+        bob, "participant_metadata_changed", "participant_name_changed", "participant_attributes_changed"
+    )
+
+    await alice.local_participant.set_metadata("new-meta")
+    await alice.local_participant.set_name("Alice Liddell")
+    await alice.local_participant.set_attributes({"mood": "curious"})
+
+    await events.wait("participant_metadata_changed", lambda p, old, new: new == "new-meta")
+    await events.wait("participant_name_changed", lambda p, old, new: new == "Alice Liddell")
+    await events.wait("participant_attributes_changed", lambda changed, p: changed == {"mood": "curious"})
+    remote = bob.remote_participants["alice"]
+    assert (remote.metadata, remote.name, remote.attributes) == (
+        "new-meta",
+        "Alice Liddell",
+        {"mood": "curious"},
+    )
+
+
+async def test_metadata_refused_without_grant(connect: Connect, room_name: str) -> None:
+    # canUpdateOwnMetadata defaults to false. The Python SDK does not surface the server's NOT_ALLOWED answer
+    # (test_bad_input checks that answer on the wire); what it must see is that nothing changed.
+    alice = await connect("alice", room_name, metadata="original", name="Alice")
+    bob = await connect("bob", room_name)
+    events = Events(bob, "participant_metadata_changed", "participant_name_changed")
+    await alice.local_participant.set_metadata("forbidden")
+    await alice.local_participant.set_name("Mallory")
+    await asyncio.sleep(0.5)
+    assert events.seen == []
+    assert (bob.remote_participants["alice"].metadata, bob.remote_participants["alice"].name) == (
+        "original",
+        "Alice",
+    )
+
+
+async def test_leave_and_disconnect_are_seen(connect: Connect, room_name: str) -> None:
+    alice = await connect("alice", room_name)
+    bob = await connect("bob", room_name)
+    carol = await connect("carol", room_name)
+    events = Events(alice, "participant_disconnected")
+    await bob.disconnect()
+    (gone,) = await events.wait("participant_disconnected")
+    assert gone.identity == "bob"
+    await carol.disconnect()
+    await events.wait("participant_disconnected", lambda p: p.identity == "carol")
+    assert set(alice.remote_participants) == set()
+
+
+async def test_duplicate_identity_kicks_older(connect: Connect, room_name: str) -> None:
+    first = await connect("alice", room_name)
+    watcher = await connect("bob", room_name)
+    first_events = Events(first, "disconnected")
+    old_sid = first.local_participant.sid
+    second = await connect("alice", room_name)
+    (reason,) = await first_events.wait("disconnected")
+    assert reason == rtc.DisconnectReason.DUPLICATE_IDENTITY
+    assert second.local_participant.sid != old_sid
+    await wait_for(
+        lambda: (
+            watcher.remote_participants.get("alice") is not None
+            and watcher.remote_participants["alice"].sid == second.local_participant.sid
+        ),
+        what="bob sees the new alice session",
+    )
+
+
+async def test_room_closes_after_departure_timeout(
+    connect: Connect, api: lkapi.LiveKitAPI, room_name: str
+) -> None:
+    await api.room.create_room(lkapi.CreateRoomRequest(name=room_name, departure_timeout=1))
+    alice = await connect("alice", room_name)
+    listed = await api.room.list_rooms(lkapi.ListRoomsRequest(names=[room_name]))
+    assert [r.name for r in listed.rooms] == [room_name]
+    await alice.disconnect()
+    await asyncio.sleep(0.3)
+    listed = await api.room.list_rooms(lkapi.ListRoomsRequest(names=[room_name]))
+    assert [r.name for r in listed.rooms] == [room_name], "closed before its departure timeout"
+    deadline = asyncio.get_running_loop().time() + 10
+    while (await api.room.list_rooms(lkapi.ListRoomsRequest(names=[room_name]))).rooms:
+        assert asyncio.get_running_loop().time() < deadline, "room still listed 10 s after the last left"
+        await asyncio.sleep(0.2)
+
+
+async def test_room_closes_after_empty_timeout(api: lkapi.LiveKitAPI, room_name: str) -> None:
+    await api.room.create_room(lkapi.CreateRoomRequest(name=room_name, empty_timeout=1))
+    assert (await api.room.list_rooms(lkapi.ListRoomsRequest(names=[room_name]))).rooms
+    await asyncio.sleep(3)
+    assert not (await api.room.list_rooms(lkapi.ListRoomsRequest(names=[room_name]))).rooms
+
+
+async def test_simultaneous_first_joins_make_one_room(connect: Connect, room_name: str) -> None:
+    clients = await asyncio.gather(*(connect(f"p{i}", room_name) for i in range(4)))
+    sids = {await c.sid for c in clients}
+    assert len(sids) == 1
+    for c in clients:
+        await wait_for(lambda c=c: len(c.remote_participants) == 3, what="all four see each other")
+
+
+async def test_actors_have_readable_names(server: Server, connect: Connect, room_name: str) -> None:
+    alice = await connect("alice", room_name)
+    dashboard = "http://127.0.0.1:8265"
+    actors = await asyncio.to_thread(
+        list_actors,
+        address=dashboard,
+        filters=[("state", "=", "ALIVE")],
+        limit=1000,
+        raise_on_missing_output=False,
+    )
+    names = {a.name for a in actors}
+    assert f"room:{room_name}" in names
+    assert f"participant:{room_name}/alice/{alice.local_participant.sid}" in names
+    assert any(n.startswith("media:") for n in names)
+    classes = {a.name: a.class_name for a in actors}
+    assert classes[f"room:{room_name}"] == "Room"
