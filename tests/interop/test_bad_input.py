@@ -22,19 +22,19 @@ class RawClient:
 
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
-        self.received: list[rtc.SignalResponse] = []
+        self.backlog: list[rtc.SignalResponse] = []  # received, not yet asked for
 
     async def next(self, kind: str, timeout: float = 10.0) -> rtc.SignalResponse:  # noqa: ASYNC109
-        """The next message of this kind (others are kept in `received`)."""
+        """The first message of this kind not asked for before (others stay in the backlog)."""
         async with asyncio.timeout(timeout):
             while True:
+                for i, response in enumerate(self.backlog):
+                    if response.WhichOneof("message") == kind:
+                        return self.backlog.pop(i)
                 msg = await self.ws.receive()
                 if msg.type != aiohttp.WSMsgType.BINARY:
                     raise AssertionError(f"expected a {kind}, got {msg.type} {msg.data!r}")
-                response = rtc.SignalResponse.FromString(msg.data)
-                self.received.append(response)
-                if response.WhichOneof("message") == kind:
-                    return response
+                self.backlog.append(rtc.SignalResponse.FromString(msg.data))
 
     async def send(self, request: rtc.SignalRequest) -> None:
         await self.ws.send_bytes(request.SerializeToString())

@@ -1,0 +1,107 @@
+"""Helpers for tests that drive the real LiveKit SDKs against a running raysfu server."""
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from livekit import rtc
+
+
+@dataclass(frozen=True)
+class Server:
+    """The raysfu server under test (the `server` fixture)."""
+
+    url: str  # signalling, for rtc.Room.connect and livekit-client
+    http_url: str  # Twirp RoomService, /healthz, for livekit.api.LiveKitAPI
+    api_key: str
+    api_secret: str
+    log_path: Path  # the server's stdout and stderr
+
+    def log_tail(self, lines: int = 80, width: int = 400) -> str:
+        """The last `lines` lines of the server's log, each cut to `width` characters (tokens are long)."""
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(line[:width] for line in text.splitlines()[-lines:])
+
+
+class MintToken(Protocol):
+    """The `token` fixture: a signed join token for `identity` in `room`; grants are VideoGrants fields."""
+
+    def __call__(
+        self,
+        identity: str,
+        room: str,
+        *,
+        name: str | None = None,
+        metadata: str | None = None,
+        attributes: dict[str, str] | None = None,
+        **grants: Any,
+    ) -> str: ...
+
+
+class Connect(Protocol):
+    """The `connect` fixture: an rtc.Room connected to the server; disconnected at teardown."""
+
+    async def __call__(
+        self,
+        identity: str,
+        room: str,
+        *,
+        name: str | None = None,
+        metadata: str | None = None,
+        attributes: dict[str, str] | None = None,
+        auto_subscribe: bool = True,
+        **grants: Any,
+    ) -> rtc.Room: ...
+
+
+async def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:  # noqa: ASYNC109
+    """Polls `condition` until it is truthy; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        await asyncio.sleep(0.02)
+
+
+class Events:
+    """Records, in order, what an SDK emitter (rtc.Room, a participant...) emits for the named events.
+
+    events = Events(room, "participant_connected", "data_received")
+    packet, = await events.wait("data_received", lambda p: p.topic == "chat")
+    """
+
+    def __init__(self, emitter: rtc.EventEmitter[Any], *names: str) -> None:
+        self.seen: list[tuple[str, tuple[Any, ...]]] = []
+        for name in names:
+            emitter.on(name, self._recorder(name))
+
+    def _recorder(self, name: str) -> Callable[..., None]:
+        def record(*args: Any) -> None:
+            self.seen.append((name, args))
+
+        return record
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.seen]
+
+    def args(self, name: str) -> list[tuple[Any, ...]]:
+        return [args for seen, args in self.seen if seen == name]
+
+    async def wait(
+        self,
+        name: str,
+        where: Callable[..., object] = lambda *args: True,
+        timeout: float = 10.0,  # noqa: ASYNC109
+    ) -> tuple[Any, ...]:
+        """The arguments of the first `name` event (already seen or still to come) that `where` accepts."""
+
+        def first() -> tuple[Any, ...] | None:
+            return next((args for args in self.args(name) if where(*args)), None)
+
+        await wait_for(lambda: first() is not None, timeout, f"event {name!r}; seen so far: {self.names()}")
+        found = first()
+        assert found is not None
+        return found
