@@ -18,6 +18,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or host:port)")
     s.add_argument("--host", help="address the gateway binds")
     s.add_argument("--port", type=int, help="gateway port (default 7880)")
+    s.add_argument("--dashboard-port", type=int, help="Ray dashboard port of a local Ray (default 8265)")
     s.add_argument("--ice-address", action="append", default=[], help="address ICE gathers on (repeatable)")
     s.add_argument("--workers", type=int, help="media workers on this node (default: one per CPU)")
     s.add_argument("--departure-timeout", type=int, help="seconds a room stays open after the last leaves")
@@ -48,6 +49,8 @@ def serve_config(args: argparse.Namespace) -> cfg.ServerConfig:
         config = replace(config, host=args.host)
     if args.port:
         config = replace(config, port=args.port)
+    if args.dashboard_port:
+        config = replace(config, dashboard_port=args.dashboard_port)
     media = config.media
     if args.ice_address:
         media = replace(media, ice_addresses=tuple(args.ice_address))

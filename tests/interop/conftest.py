@@ -4,6 +4,7 @@ The SDKs' WebRTC engine ignores loopback for ICE, so these tests run inside the 
 that `bash scripts/test` creates (scripts/netns-run): the server gathers ICE candidates on 10.213.0.1.
 """
 
+import contextlib
 import os
 import re
 import secrets
@@ -25,6 +26,7 @@ from livekit import rtc
 from tests.interop.sdk import Connect, MintToken, Server
 
 PORT = 7880
+DASHBOARD_PORT = 8265
 API_KEY, API_SECRET = "devkey", "secret"  # what `raysfu serve --dev` accepts
 NETNS_ICE_ADDRESS = "10.213.0.1"  # rsfu0, set up by scripts/netns-run
 READY_TIMEOUT = 60.0
@@ -69,22 +71,27 @@ def _healthy(http_url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@contextlib.contextmanager
+def running_server(
+    port: int, dashboard_port: int, log_dir: Path
+) -> Iterator[tuple[Server, "subprocess.Popen[bytes]"]]:
     """`raysfu serve --dev` as a subprocess, ready (GET /healthz == 200 "ok"); stopped with SIGTERM."""
     ice_address = _ice_address()
-    _require_free_port(PORT)
+    _require_free_port(port)
     raysfu = Path(sys.executable).with_name("raysfu")
     if not raysfu.exists():
         pytest.fail(f"{raysfu} not found: install the project with `pip install -e '.[test]'`", pytrace=False)
     srv = Server(
-        url=f"ws://127.0.0.1:{PORT}",
-        http_url=f"http://127.0.0.1:{PORT}",
+        url=f"ws://127.0.0.1:{port}",
+        http_url=f"http://127.0.0.1:{port}",
         api_key=API_KEY,
         api_secret=API_SECRET,
-        log_path=tmp_path_factory.mktemp("server") / "raysfu.log",
+        log_path=log_dir / "raysfu.log",
     )
-    command = [str(raysfu), "serve", "--dev", "--ice-address", ice_address, "--port", str(PORT)]
+    command = [
+        str(raysfu), "serve", "--dev", "--ice-address", ice_address,
+        "--port", str(port), "--dashboard-port", str(dashboard_port),
+    ]  # fmt: skip
     with srv.log_path.open("wb") as log:
         process = subprocess.Popen(
             command,
@@ -109,13 +116,21 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
                     pytrace=False,
                 )
             time.sleep(0.2)
+        yield srv, process
+    finally:
+        stop_server(process, srv)
+
+
+@pytest.fixture(scope="session")
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The server every interop test shares."""
+    with running_server(PORT, DASHBOARD_PORT, tmp_path_factory.mktemp("server")) as (srv, _):
         request.config.stash[SERVER_KEY] = srv
         yield srv
-    finally:
-        _stop(process, srv)
 
 
-def _stop(process: "subprocess.Popen[bytes]", srv: Server) -> None:
+def stop_server(process: "subprocess.Popen[bytes]", srv: Server) -> None:
+    """SIGTERM; the server must exit with 0 within STOP_TIMEOUT."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:
