@@ -68,6 +68,18 @@ def stop_actors(worker_names: list[str], everything: bool) -> None:
             pass
 
 
+class DenialNoise(logging.Filter):
+    """Drops uvicorn's false error after a WebSocket denial response.
+
+    Every SDK join first asks /rtc/v1, which is denied with a real 404 (the SDKs' cue to fall back). uvicorn's
+    websockets-sansio protocol sends that response correctly but never marks the handshake done, so it then
+    logs "ASGI callable returned without completing handshake." for each join.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
 class GatewayServer(uvicorn.Server):
     """uvicorn, but a signal first sends every client a LeaveRequest(SERVER_SHUTDOWN)."""
 
@@ -116,10 +128,17 @@ def serve(config: ServerConfig) -> int:
     app = create_app(config, sessions)
     server = GatewayServer(
         uvicorn.Config(
-            app, host=config.host, port=config.port, ws_max_size=WS_MAX_SIZE, log_level="info", lifespan="off"
+            app,
+            host=config.host,
+            port=config.port,
+            ws="websockets-sansio",
+            ws_max_size=WS_MAX_SIZE,
+            log_level="info",
+            lifespan="off",
         ),
         sessions,
     )
+    logging.getLogger("uvicorn.error").addFilter(DenialNoise())
     print(banner(config, dashboard), flush=True)
     try:
         server.run()
