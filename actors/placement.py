@@ -48,8 +48,8 @@ def choose_worker(candidates: list[Candidate], room_members: Counter[str], capac
     if not candidates:
         raise RuntimeError("no media workers are running")
     free = [c for c in candidates if capacity <= 0 or c.load < capacity]
-    if not free:
-        free = candidates  # every worker is full: overload the least loaded rather than refuse
+    if not free:  # every worker is full: overload the least loaded rather than refuse
+        return min(candidates, key=lambda c: (c.load, c.worker)).worker
     serving = sorted(
         (c for c in free if room_members[c.worker] > 0), key=lambda c: (-room_members[c.worker], c.load)
     )
