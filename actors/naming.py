@@ -13,5 +13,9 @@ def participant_actor(room: str, identity: str, sid: str) -> str:
     return f"participant:{room}/{identity}/{sid}"
 
 
+def track_actor(room: str, track_sid: str) -> str:
+    return f"track:{room}/{track_sid}"
+
+
 def media_actor(node: str, index: int) -> str:
     return f"{MEDIA_PREFIX}{node}/{index}"

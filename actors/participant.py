@@ -18,7 +18,8 @@ import ray
 from livekit.protocol import models, rtc
 from ray.actor import ActorHandle
 
-from actors.errors import LimitExceededError, PermissionDeniedError, RaysfuError, unwrap
+from actors import ids
+from actors.errors import InvalidRequestError, LimitExceededError, PermissionDeniedError, RaysfuError, unwrap
 from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
 from actors.inbox import SequencedInbox
 from actors.naming import NAMESPACE
@@ -34,6 +35,16 @@ PING_TIMEOUT = 15
 GATEWAY_TIMEOUT = 30.0
 # After the session ends, how long the gateway may take to fetch the last messages (e.g. a LeaveRequest).
 DRAIN_TIMEOUT = 3.0
+# A subscriber that does not answer an offer within this time is not waited for any longer (it must not stall
+# the negotiations that follow).
+ANSWER_TIMEOUT = 10.0
+# The grant's canPublishSources names, as the TrackSource each allows.
+SOURCES = {
+    "camera": models.TrackSource.CAMERA,
+    "microphone": models.TrackSource.MICROPHONE,
+    "screen_share": models.TrackSource.SCREEN_SHARE,
+    "screen_share_audio": models.TrackSource.SCREEN_SHARE_AUDIO,
+}
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,13 @@ class Participant:
         self._drained = asyncio.Event()
         self._last_poll = time.monotonic()
         self._offer_id = 0
+        self._started = asyncio.Event()  # the subscriber transport exists on the worker
+        self._negotiation: asyncio.Task[None] | None = None
+        self._renegotiate = False
+        self._answered = asyncio.Event()
+        self._pending: dict[str, models.TrackInfo] = {}  # AddTrackRequest cid -> announced, not yet bound
+        self._published: dict[str, models.TrackInfo] = {}  # track sid -> bound to a publisher m-line
+        self._subscribed: set[str] = set()  # track sids this participant receives
         self._warned: set[str] = set()
         self._signals: SequencedInbox[rtc.SignalRequest] = SequencedInbox(self._on_signal, f"{self}:signal")
         self._events: SequencedInbox[RoomEvent] = SequencedInbox(self._on_room_event, f"{self}:events")
@@ -113,7 +131,8 @@ class Participant:
         self._watchdog = asyncio.get_running_loop().create_task(self._watch_gateway())
         try:
             await self._worker.add_participant.remote(self._room_name, self._info.sid, self._info.identity)
-            await self._send_subscriber_offer()
+            self._started.set()
+            self._negotiate()
         except (RaysfuError, ray.exceptions.RayError) as exc:
             log.error("%s: could not set up transports: %s", self, exc)
             await self.close(models.DisconnectReason.JOIN_FAILURE, True)
@@ -134,8 +153,9 @@ class Participant:
             await self._worker.remove_participant.remote(self._info.sid)
         except ray.exceptions.RayError as exc:
             log.warning("%s: could not release media: %s", self, exc)
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        for task in (self._watchdog, self._negotiation):
+            if task is not None:
+                task.cancel()
         self._closed.set()
         log.info("%s: session closed (%s)", self, models.DisconnectReason.Name(reason))
 
@@ -192,36 +212,148 @@ class Participant:
         kind = req.WhichOneof("message")
         try:
             if kind == "offer":
-                answer = await self._worker.publisher_offer.remote(self._info.sid, req.offer.sdp)
-                self._send(
-                    rtc.SignalResponse(
-                        answer=rtc.SessionDescription(type="answer", sdp=answer, id=req.offer.id)
-                    )
-                )
+                await self._on_publisher_offer(req.offer)
             elif kind == "answer":
                 await self._worker.subscriber_answer.remote(self._info.sid, req.answer.sdp)
+                self._answered.set()
             elif kind == "trickle":
                 await self._worker.add_ice_candidate.remote(
                     self._info.sid, req.trickle.target, req.trickle.candidateInit
                 )
+            elif kind == "add_track":
+                self._on_add_track(req.add_track)
+            elif kind == "mute":
+                await self._on_mute(req.mute)
+            elif kind == "subscription":
+                await self._on_subscription(req.subscription)
+            elif kind == "track_setting":
+                await self._on_track_setting(req.track_setting)
             elif kind == "update_metadata":
                 await self._update_metadata(req.update_metadata)
             elif kind == "leave":
                 await self.close(models.DisconnectReason.CLIENT_INITIATED, False)
-            elif kind == "add_track":
-                self._refuse(
-                    kind,
-                    rtc.RequestResponse.UNSUPPORTED_TYPE,
-                    "publishing media tracks is not supported by this server yet",
-                )
-            elif kind in ("subscription_permission", "sync_state", "track_setting", "subscription", "mute"):
-                pass  # media-plane requests: nothing to do while no tracks are forwarded
+            elif kind in ("subscription_permission", "sync_state", "update_layers", "update_audio_track"):
+                pass  # accepted; raysfu has no per-subscriber permissions, resume or layer hints yet
             else:
                 self._refuse(
                     kind or "empty", rtc.RequestResponse.UNSUPPORTED_TYPE, f"unsupported request {kind}"
                 )
         except RaysfuError as exc:  # raised here or by an actor (Ray's error then subclasses the cause)
             self._refuse(kind or "", rtc.RequestResponse.INVALID_REQUEST, str(unwrap(exc)))
+
+    # ----- publishing ----------------------------------------------------------------------------------
+
+    def _on_add_track(self, req: rtc.AddTrackRequest) -> None:
+        """Announce a track the client is about to publish; it is bound to an m-line by the next offer."""
+        permission = self._info.permission
+        reason = ""
+        if not permission.can_publish:
+            reason = "this participant may not publish"
+        elif permission.can_publish_sources and req.source not in permission.can_publish_sources:
+            reason = f"this participant may not publish {models.TrackSource.Name(req.source).lower()}"
+        elif req.cid in self._pending or any(t.stream == req.cid for t in self._published.values()):
+            reason = f"track {req.cid} is already published"
+        if reason:
+            self._log_once(f"add_track:{reason}", "refused track %s: %s", req.cid, reason)
+            response = rtc.RequestResponse(
+                reason=rtc.RequestResponse.NOT_ALLOWED, message=reason, add_track=req
+            )
+            self._send(rtc.SignalResponse(request_response=response))
+            return
+        info = models.TrackInfo(
+            sid=ids.track_sid(),
+            type=req.type,
+            name=req.name,
+            source=req.source,
+            muted=req.muted,
+            width=req.width,
+            height=req.height,
+            simulcast=len(req.layers) > 1,
+            layers=req.layers,
+            disable_dtx=req.disable_dtx,
+            stereo=req.stereo,
+            stream=req.stream,
+            mime_type=_mime_hint(req),
+        )
+        self._pending[req.cid] = info
+        self._send(rtc.SignalResponse(track_published=rtc.TrackPublishedResponse(cid=req.cid, track=info)))
+
+    async def _on_publisher_offer(self, offer: rtc.SessionDescription) -> None:
+        pending = {cid: info.sid for cid, info in self._pending.items()}
+        answer = await self._worker.publisher_offer.remote(self._info.sid, offer.sdp, pending)
+        self._send(
+            rtc.SignalResponse(answer=rtc.SessionDescription(type="answer", sdp=answer.sdp, id=offer.id))
+        )
+        for bound in answer.bound:
+            info = self._pending.pop(bound.cid)
+            info.mid = bound.mid
+            info.mime_type = bound.mime_type
+            self._published[info.sid] = info
+            await self._room.track_published.remote(self._info.identity, info)
+        for track_sid in answer.ended:
+            if self._published.pop(track_sid, None) is not None:
+                await self._room.track_unpublished.remote(self._info.identity, track_sid)
+
+    async def _on_mute(self, req: rtc.MuteTrackRequest) -> None:
+        if req.sid not in self._published:
+            raise InvalidRequestError(f"track {req.sid} is not published by this participant")
+        await self._room.mute_published_track.remote(self._info.identity, req.sid, req.muted)
+
+    # ----- subscribing ---------------------------------------------------------------------------------
+
+    async def _on_subscription(self, req: rtc.UpdateSubscription) -> None:
+        sids = list(req.track_sids) + [sid for p in req.participant_tracks for sid in p.track_sids]
+        if sids:
+            await self._room.update_subscriptions.remote(self._info.identity, sids, req.subscribe)
+
+    async def _on_track_setting(self, req: rtc.UpdateTrackSettings) -> None:
+        for track_sid in req.track_sids:
+            if track_sid in self._subscribed:
+                await self._worker.set_subscription_settings.remote(
+                    self._info.sid, track_sid, req.disabled, int(req.quality), req.width, req.height
+                )
+
+    async def subscribe_track(self, info: models.TrackInfo, publisher_sid: str) -> None:
+        """From the track's forwarder: start receiving it (a new subscriber offer follows)."""
+        started = asyncio.ensure_future(self._started.wait())
+        closed = asyncio.ensure_future(self._closed.wait())
+        await asyncio.wait((started, closed), return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
+        closed.cancel()
+        if self._closed_reason is not None or info.sid in self._subscribed:
+            return
+        await self._worker.subscribe.remote(self._info.sid, info.sid, publisher_sid)
+        self._subscribed.add(info.sid)
+        self._negotiate()
+
+    async def unsubscribe_track(self, track_sid: str) -> None:
+        if self._closed_reason is not None or track_sid not in self._subscribed:
+            return
+        self._subscribed.discard(track_sid)
+        await self._worker.unsubscribe.remote(self._info.sid, track_sid)
+        self._negotiate()
+
+    def _negotiate(self) -> None:
+        """Ask for a subscriber offer; offers go out one at a time, each after the previous was answered."""
+        self._renegotiate = True
+        if self._negotiation is None or self._negotiation.done():
+            self._negotiation = asyncio.get_running_loop().create_task(self._negotiation_loop())
+
+    async def _negotiation_loop(self) -> None:
+        while self._renegotiate and self._closed_reason is None:
+            self._renegotiate = False
+            self._answered.clear()
+            try:
+                await self._send_subscriber_offer()
+            except (RaysfuError, ray.exceptions.RayError) as exc:
+                log.error("%s: subscriber offer failed: %s", self, unwrap(exc))
+                return
+            try:
+                await asyncio.wait_for(self._answered.wait(), ANSWER_TIMEOUT)
+            except TimeoutError:
+                self._log_once(
+                    "no-answer", "client did not answer the subscriber offer within %s s", ANSWER_TIMEOUT
+                )
 
     async def _update_metadata(self, update: rtc.UpdateParticipantMetadata) -> None:
         response = rtc.RequestResponse(request_id=update.request_id, update_metadata=update)
@@ -276,6 +408,16 @@ class Participant:
     def _send(self, message: rtc.SignalResponse) -> None:
         self._outbox.append(message.SerializeToString())
         self._outbox_changed.set()
+
+
+def _mime_hint(req: rtc.AddTrackRequest) -> str:
+    """The codec the client announces (the negotiated one replaces it once the m-line is bound)."""
+    if req.type == models.TrackType.AUDIO:
+        return "audio/opus"
+    for codec in req.simulcast_codecs:
+        if codec.codec:
+            return f"video/{codec.codec.upper()}"
+    return "video/VP8"
 
 
 ParticipantActor = ray.remote(Participant)

@@ -23,8 +23,9 @@ from actors import ids, limits, placement
 from actors.directory import Directory, Member
 from actors.errors import LimitExceededError, NotFoundError, PermissionDeniedError, RoomClosedError
 from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
+from actors.forwarder import Close, Command, SetMuted, Subscribe, Unsubscribe, create_forwarder
 from actors.inbox import Sequencer
-from actors.naming import NAMESPACE, participant_actor, room_actor
+from actors.naming import NAMESPACE, participant_actor, room_actor, track_actor
 from actors.participant import JoinParams, create_participant
 from actors.settings import MediaSettings, RoomSettings
 
@@ -39,11 +40,22 @@ class Seat:
     info: models.ParticipantInfo
     handle: ActorHandle[Any]
     worker: str
+    auto_subscribe: bool = True
     watch: asyncio.Task[None] | None = None
 
     @property
     def hidden(self) -> bool:
         return bool(self.info.permission.hidden)
+
+    @property
+    def can_subscribe(self) -> bool:
+        return bool(self.info.permission.can_subscribe)
+
+
+@dataclass(frozen=True)
+class Track:
+    publisher: str  # identity
+    forwarder: ActorHandle[Any]
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,7 @@ class Room:
         )
         self._media = media
         self._seats: dict[str, Seat] = {}  # identity -> seat
+        self._tracks: dict[str, Track] = {}  # track sid -> its publisher and TrackForwarder
         self._lock = asyncio.Lock()
         self._counters = _Counters()
         self._closed = False
@@ -140,7 +153,7 @@ class Room:
                 others=others,
                 params=params,
             )
-            seat = Seat(info=info, handle=handle, worker=worker)
+            seat = Seat(info=info, handle=handle, worker=worker, auto_subscribe=params.auto_subscribe)
             self._seats[params.identity] = seat
             self._ever_joined = True
             self._cancel_close()
@@ -149,6 +162,9 @@ class Room:
             self._push_directory()
             if not seat.hidden:
                 self._broadcast(ParticipantsChanged((info,)), exclude=sid)
+            if seat.auto_subscribe and seat.can_subscribe:
+                for track_sid in self._tracks:
+                    self._command(track_sid, Subscribe(sid, handle, worker))
             log.info("%s: %s joined as %s on %s", self._info.name, params.identity, sid, worker)
             return Joined(participant=handle, sid=sid)
 
@@ -184,6 +200,11 @@ class Room:
     async def _remove_seat(self, seat: Seat, reason: models.DisconnectReason, notify: bool) -> None:
         """Take a seat out of the room and tell the others. Called with the lock held."""
         del self._seats[seat.info.identity]
+        for track_sid, track in list(self._tracks.items()):
+            if track.publisher == seat.info.identity:
+                self._close_track(track_sid)
+            else:
+                self._command(track_sid, Unsubscribe(seat.info.sid, notify=False))
         if notify:
             try:
                 await seat.handle.close.remote(reason, True)
@@ -318,17 +339,91 @@ class Room:
             )
         )
 
+    # ----- tracks ---------------------------------------------------------------------------------------
+
+    async def track_published(self, identity: str, info: models.TrackInfo) -> None:
+        """The publisher's media is bound: announce the track and subscribe the auto-subscribers."""
+        async with self._lock:
+            seat = self._seat(identity)
+            seat.info.tracks.append(info)
+            seat.info.is_publisher = True
+            forwarder = create_forwarder(
+                track_actor(self._info.name, info.sid), self._info.name, info, seat.info.sid, seat.worker
+            )
+            self._tracks[info.sid] = Track(publisher=identity, forwarder=forwarder)
+            self._announce(seat)
+            for other in self._seats.values():
+                if other is not seat and other.auto_subscribe and other.can_subscribe:
+                    self._command(info.sid, Subscribe(other.info.sid, other.handle, other.worker))
+            log.info("%s: %s published %s (%s)", self._info.name, identity, info.sid, info.mime_type)
+
+    async def track_unpublished(self, identity: str, track_sid: str) -> None:
+        async with self._lock:
+            seat = self._seat(identity)
+            kept = [t for t in seat.info.tracks if t.sid != track_sid]
+            if len(kept) == len(seat.info.tracks):
+                raise NotFoundError(f"track {track_sid} not found")
+            del seat.info.tracks[:]
+            seat.info.tracks.extend(kept)
+            self._close_track(track_sid)
+            self._announce(seat)
+            log.info("%s: %s unpublished %s", self._info.name, identity, track_sid)
+
     async def mute_published_track(self, identity: str, track_sid: str, muted: bool) -> models.TrackInfo:
-        seat = self._seat(identity)
-        for track in seat.info.tracks:
-            if track.sid == track_sid:
-                raise NotFoundError("muting published tracks needs the media plane, which is not built yet")
-        raise NotFoundError(f"track {track_sid} not found")
+        """Mute or unmute a publication (its publisher's MuteTrackRequest, or the room service)."""
+        async with self._lock:
+            seat = self._seat(identity)
+            track = next((t for t in seat.info.tracks if t.sid == track_sid), None)
+            if track is None:
+                raise NotFoundError(f"track {track_sid} not found")
+            if track.muted != muted:
+                track.muted = muted
+                self._command(track_sid, SetMuted(muted))
+                self._announce(seat)
+            return track
 
     async def update_subscriptions(self, identity: str, track_sids: list[str], subscribe: bool) -> None:
-        self._seat(identity)
-        if track_sids:
-            raise NotFoundError(f"tracks {', '.join(track_sids)} not found")
+        async with self._lock:
+            seat = self._seat(identity)
+            if subscribe and not seat.can_subscribe:
+                raise PermissionDeniedError(f"{identity} may not subscribe")
+            unknown = [sid for sid in track_sids if sid not in self._tracks]
+            if unknown:
+                raise NotFoundError(f"tracks {', '.join(unknown)} not found")
+            for track_sid in track_sids:
+                if self._tracks[track_sid].publisher == identity:
+                    continue  # nobody subscribes to their own track
+                command: Command = (
+                    Subscribe(seat.info.sid, seat.handle, seat.worker)
+                    if subscribe
+                    else Unsubscribe(seat.info.sid, notify=True)
+                )
+                self._command(track_sid, command)
+
+    def _command(self, track_sid: str, command: Command) -> None:
+        seq = self._counters.sequencer.next(track_sid)
+        self._tracks[track_sid].forwarder.command.remote(seq, command)
+
+    def _close_track(self, track_sid: str) -> None:
+        """Close the track's forwarder (it unsubscribes everyone and stops the media), then its actor."""
+        seq = self._counters.sequencer.next(track_sid)
+        forwarder = self._tracks.pop(track_sid).forwarder
+
+        async def close() -> None:
+            try:
+                await forwarder.command.remote(seq, Close())
+            except ray.exceptions.RayActorError:
+                pass
+            self._kill(forwarder)
+
+        self._spawn(close())
+
+    def _announce(self, seat: Seat) -> None:
+        """A participant's state changed: tell it and (while it is visible) everybody else."""
+        seat.info.version += 1
+        self._notify(seat, ParticipantsChanged((seat.info,)))
+        if not seat.hidden:
+            self._broadcast(ParticipantsChanged((seat.info,)), exclude=seat.info.sid)
 
     # ----- closing ------------------------------------------------------------------------------------
 

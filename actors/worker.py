@@ -1,7 +1,8 @@
 """MediaWorker: hosts the peer connections of many participants of many rooms, and routes their data.
 
-Transports and data packets only; RTP forwarding comes later. Data between workers goes through
-`deliver_data` calls (one per packet per destination worker), ordered per sending worker.
+Data between workers goes through `deliver_data` calls (one per packet per destination worker), ordered
+per sending worker. RTP is forwarded by the media plane (actors/media/plane.py): raw bytes from the
+publisher's tap receiver to each subscriber's passthrough sender, never through a Ray call.
 """
 
 import logging
@@ -19,6 +20,7 @@ from actors.media.data import DataPacketRefused, route
 from actors.media.ice import parse_candidate_init, restrict_host_addresses, rtc_configuration
 from actors.media.links import Outgoing, WorkerLinks
 from actors.media.peer import PUBLISHER, SUBSCRIBER, ParticipantPeers
+from actors.media.plane import MediaPlane, PublisherAnswer
 from actors.media.ratelog import RateLimitedLog
 from actors.naming import NAMESPACE
 from actors.settings import MediaSettings
@@ -55,6 +57,7 @@ class MediaWorker:
         self._links = WorkerLinks(name, self._counters)
         self._refused_senders: set[str] = set()  # sids whose "no permission" drop was logged already
         self._ratelog = RateLimitedLog(log)
+        self._media = MediaPlane(name, self._peer)
 
     def __repr__(self) -> str:
         return self.name
@@ -73,6 +76,7 @@ class MediaWorker:
         )
 
     async def remove_participant(self, sid: str) -> None:
+        await self._media.remove_participant(sid)
         peers = self._peers.pop(sid, None)
         self._refused_senders.discard(sid)
         if peers is not None:
@@ -84,8 +88,31 @@ class MediaWorker:
     async def subscriber_answer(self, sid: str, sdp: str) -> None:
         await self._peer(sid).subscriber_answer(sdp)
 
-    async def publisher_offer(self, sid: str, sdp: str) -> str:
-        return await self._peer(sid).publisher_offer(sdp)
+    async def publisher_offer(
+        self, sid: str, sdp: str, pending: dict[str, str] | None = None
+    ) -> PublisherAnswer:
+        """Answer the client's publisher offer; bind new m-lines to announced tracks (cid -> track sid)."""
+        return await self._media.publisher_offer(sid, sdp, pending or {})
+
+    async def set_track_muted(self, track_sid: str, muted: bool) -> None:
+        await self._media.set_track_muted(track_sid, muted)
+
+    async def stop_track(self, track_sid: str) -> None:
+        await self._media.stop_track(track_sid)
+
+    async def subscribe(self, sub_sid: str, track_sid: str, publisher_sid: str) -> None:
+        await self._media.subscribe(sub_sid, track_sid, publisher_sid)
+
+    async def unsubscribe(self, sub_sid: str, track_sid: str) -> None:
+        await self._media.unsubscribe(sub_sid, track_sid)
+
+    async def set_subscription_settings(
+        self, sub_sid: str, track_sid: str, disabled: bool, quality: int, width: int, height: int
+    ) -> None:
+        await self._media.set_subscription_settings(sub_sid, track_sid, disabled, quality, width, height)
+
+    async def media_stats(self) -> dict[str, Any]:
+        return self._media.stats()
 
     async def add_ice_candidate(self, sid: str, target: int, candidate_init: str) -> None:
         peers = self._peer(sid)

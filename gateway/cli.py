@@ -21,6 +21,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dashboard-port", type=int, help="Ray dashboard port of a local Ray (default 8265)")
     s.add_argument("--ice-address", action="append", default=[], help="address ICE gathers on (repeatable)")
     s.add_argument("--workers", type=int, help="media workers on this node (default: one per CPU)")
+    s.add_argument(
+        "--participants-per-worker",
+        type=int,
+        help="participants a media worker takes before the next one is used",
+    )
     s.add_argument("--departure-timeout", type=int, help="seconds a room stays open after the last leaves")
     s.add_argument("--empty-timeout", type=int, help="seconds a room nobody joined stays open")
 
@@ -56,6 +61,8 @@ def serve_config(args: argparse.Namespace) -> cfg.ServerConfig:
         media = replace(media, ice_addresses=tuple(args.ice_address))
     if args.workers is not None:
         media = replace(media, workers_per_node=args.workers)
+    if args.participants_per_worker is not None:
+        media = replace(media, participants_per_worker=args.participants_per_worker)
     room = config.room
     if args.departure_timeout is not None:
         room = replace(room, departure_timeout=args.departure_timeout)

@@ -15,6 +15,7 @@ from livekit.protocol import rtc
 
 from actors.errors import CandidateError, NotFoundError, SdpError
 from actors.media.data import DATA_LABELS, LOSSY_LABEL, RELIABLE_LABEL
+from actors.media.hooks import start_senders
 from actors.media.sdp import check_sdp
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,11 @@ SUBSCRIBER: int = rtc.SignalTarget.SUBSCRIBER
 MAX_PENDING_CANDIDATES = 64  # per PC, before its remote description is set
 MAX_RELIABLE_BACKLOG = 256  # reliable packets held until the subscriber's "_reliable" channel opens
 MAX_BUFFERED_BYTES = 4 * 1024 * 1024  # SCTP send buffer beyond which we drop instead of queueing more
+ANSWER_WAIT = 10.0  # seconds a subscriber offer waits for the previous one's answer
+CONNECT_WAIT = 15.0  # seconds a renegotiation waits for the subscriber PC to connect
+
+# publisher PC with the client's offer applied -> rewrite of the answer text
+RemoteHook = Callable[[RTCPeerConnection], Callable[[str], str]]
 
 # (participant, publisher channel label, message) for every message the client sends on "_reliable"/"_lossy".
 DataHandler = Callable[["ParticipantPeers", str, bytes | str], None]
@@ -51,19 +57,33 @@ class ParticipantPeers:
         self._pending: dict[int, list[RTCIceCandidate]] = {PUBLISHER: [], SUBSCRIBER: []}
         self._channels: dict[str, RTCDataChannel] = {}
         self._backlog: deque[bytes] = deque()
+        self._answered = asyncio.Event()
+        self._answered.set()
+        self._starter: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
         return f"peers:{self.room}/{self.identity}/{self.sid}"
 
+    def subscriber_pc(self) -> RTCPeerConnection:
+        """The subscriber PC (created with its data channels on first use)."""
+        self._check_open()
+        return self._pcs.get(SUBSCRIBER) or self._new_subscriber()
+
     async def subscriber_offer(self) -> str:
+        """The next subscriber offer, one negotiation at a time (pitfall 1 of sdk-passthrough-relay.md):
+        wait for the previous answer, and for a renegotiation wait until the PC is connected."""
+        await self._wait_answered()
         async with self._locks[SUBSCRIBER]:
-            pc = self._pcs.get(SUBSCRIBER) or self._new_subscriber()
+            pc = self.subscriber_pc()
+            if SUBSCRIBER in self._remote_set:
+                await _wait_connected(pc, CONNECT_WAIT)
             try:
                 await pc.setLocalDescription(await pc.createOffer())
             except Exception as e:
                 self._check_open()
                 raise SdpError(f"cannot create the subscriber offer: {e}") from e
             self._check_open()
+            self._answered.clear()
             sdp: str = pc.localDescription.sdp
             return sdp
 
@@ -74,12 +94,34 @@ class ParticipantPeers:
                 raise SdpError("subscriber answer before any subscriber offer")
             check_sdp(sdp)
             await self._set_remote(SUBSCRIBER, pc, RTCSessionDescription(sdp=sdp, type="answer"))
+            self._answered.set()
+            # aiortc starts new senders only if DTLS is connected when it applies the answer: once connected,
+            # run its connect step again so that senders added by this negotiation start.
+            self._starter = asyncio.ensure_future(self._start_senders(pc))
 
-    async def publisher_offer(self, sdp: str) -> str:
+    async def _wait_answered(self) -> None:
+        try:
+            await asyncio.wait_for(self._answered.wait(), ANSWER_WAIT)
+        except TimeoutError:
+            log.warning(
+                "%r: previous subscriber offer unanswered after %s s; offering again", self, ANSWER_WAIT
+            )
+
+    async def _start_senders(self, pc: RTCPeerConnection) -> None:
+        if await _wait_connected(pc, CONNECT_WAIT) and not self.closed:
+            try:
+                await start_senders(pc)
+            except Exception:
+                log.exception("%r: starting subscriber senders failed", self)
+
+    async def publisher_offer(self, sdp: str, on_remote: RemoteHook | None = None) -> str:
+        """Answer the client's offer. `on_remote(pc)` runs between applying the offer and creating the answer
+        (to adopt new transceivers) and returns a function that may rewrite the answer text."""
         async with self._locks[PUBLISHER]:
             check_sdp(sdp)
             pc = self._pcs.get(PUBLISHER) or self._new_publisher()
             await self._set_remote(PUBLISHER, pc, RTCSessionDescription(sdp=sdp, type="offer"))
+            munge = on_remote(pc) if on_remote is not None else None
             try:
                 await pc.setLocalDescription(await pc.createAnswer())
             except Exception as e:
@@ -87,6 +129,8 @@ class ParticipantPeers:
                 raise SdpError(f"cannot answer the publisher offer: {e}") from e
             self._check_open()
             answer: str = pc.localDescription.sdp
+            if munge is not None:
+                answer = munge(answer)
             return answer
 
     async def add_ice_candidate(self, target: int, candidate: RTCIceCandidate) -> None:
@@ -202,3 +246,14 @@ class ParticipantPeers:
         dropped = [reason for payload in backlog if (reason := self.send(payload, reliable=True)) is not None]
         if dropped:
             log.warning("%r: %d queued reliable packets dropped (%s)", self, len(dropped), dropped[0])
+
+
+async def _wait_connected(pc: RTCPeerConnection, limit: float) -> bool:
+    """Wait until `pc` is connected; False if it closed, failed or timed out first."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while pc.connectionState != "connected":
+        if pc.connectionState in ("closed", "failed") or loop.time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True

@@ -1,5 +1,7 @@
 """Reject SDP that aiortc would accept silently: it applies text with no media or no ICE/DTLS parameters."""
 
+from dataclasses import dataclass, field
+
 from aiortc.sdp import SessionDescription
 
 from actors.errors import SdpError
@@ -23,3 +25,90 @@ def check_sdp(sdp: str) -> None:
             raise SdpError(f"m-line {index} has no ICE credentials")
         if dtls is None or not dtls.fingerprints:
             raise SdpError(f"m-line {index} has no DTLS fingerprint")
+
+
+@dataclass(frozen=True)
+class OfferSection:
+    """What the forwarder needs from one m-section of a client's raw offer (aiortc drops some of it)."""
+
+    mid: str
+    kind: str
+    port: int
+    direction: str
+    msid_track: str | None  # the second field of a=msid: the client's track id (LiveKit: the AddTrack cid)
+    rids: tuple[str, ...]  # a=rid:<r> send
+    simulcast: str | None  # the value of a=simulcast:send
+    extensions: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def sending(self) -> bool:
+        return self.port != 0 and self.direction in ("sendonly", "sendrecv")
+
+
+_DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+
+
+def offer_sections(sdp: str) -> list[OfferSection]:
+    sections: list[OfferSection] = []
+    current: list[str] | None = None
+    blocks: list[list[str]] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            current = [line]
+            blocks.append(current)
+        elif current is not None:
+            current.append(line)
+    for block in blocks:
+        m = block[0][2:].split()
+        mid = direction = ""
+        msid: str | None = None
+        simulcast: str | None = None
+        rids: list[str] = []
+        extensions: dict[str, int] = {}
+        for line in block[1:]:
+            if line.startswith("a=mid:"):
+                mid = line[6:].strip()
+            elif line[2:] in _DIRECTIONS:
+                direction = line[2:]
+            elif line.startswith("a=msid:"):
+                parts = line[7:].split()
+                msid = parts[1] if len(parts) > 1 else None
+            elif line.startswith("a=rid:"):
+                parts = line[6:].split()
+                if len(parts) > 1 and parts[1] == "send":
+                    rids.append(parts[0])
+            elif line.startswith("a=simulcast:send "):
+                simulcast = line.split(" ", 1)[1].strip()
+            elif line.startswith("a=extmap:"):
+                parts = line[9:].split()
+                ext_id = parts[0].split("/")[0] if parts else ""
+                if len(parts) > 1 and ext_id.isdigit():
+                    extensions[parts[1]] = int(ext_id)
+        port = int(m[1]) if len(m) > 1 and m[1].isdigit() else 0
+        sections.append(
+            OfferSection(
+                mid,
+                m[0] if m else "",
+                port,
+                direction or "sendrecv",
+                msid,
+                tuple(rids),
+                simulcast,
+                extensions,
+            )
+        )
+    return sections
+
+
+def accept_simulcast(answer: str, accepted: dict[str, OfferSection]) -> str:
+    """Add "a=rid:<r> recv" and "a=simulcast:recv" after a=mid of each accepted simulcast section
+    (aiortc neither writes nor reads these lines); without them libwebrtc sends only one layer."""
+    out: list[str] = []
+    for line in answer.split("\r\n"):
+        out.append(line)
+        if line.startswith("a=mid:"):
+            section = accepted.get(line[6:].strip())
+            if section is not None and section.rids and section.simulcast:
+                out.extend(f"a=rid:{rid} recv" for rid in section.rids)
+                out.append(f"a=simulcast:recv {section.simulcast}")
+    return "\r\n".join(out)

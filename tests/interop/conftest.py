@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ def _healthy(http_url: str) -> bool:
 
 @contextlib.contextmanager
 def running_server(
-    port: int, dashboard_port: int, log_dir: Path
+    port: int, dashboard_port: int, log_dir: Path, extra_args: Sequence[str] = ()
 ) -> Iterator[tuple[Server, "subprocess.Popen[bytes]"]]:
     """`raysfu serve --dev` as a subprocess, ready (GET /healthz == 200 "ok"); stopped with SIGTERM."""
     ice_address = _ice_address()
@@ -90,7 +90,7 @@ def running_server(
     )
     command = [
         str(raysfu), "serve", "--dev", "--ice-address", ice_address,
-        "--port", str(port), "--dashboard-port", str(dashboard_port),
+        "--port", str(port), "--dashboard-port", str(dashboard_port), *extra_args,
     ]  # fmt: skip
     with srv.log_path.open("wb") as log:
         process = subprocess.Popen(

@@ -1,10 +1,12 @@
 """Data packets between SDK clients: broadcast, targeted, lossy, and canPublishData enforced."""
 
 import asyncio
+from pathlib import Path
 
 from livekit import rtc
 
-from tests.interop.sdk import Connect, Events
+from tests.interop.conftest import running_server
+from tests.interop.sdk import Connect, Events, MintToken
 
 
 async def test_broadcast_reaches_everyone_but_sender(connect: Connect, room_name: str) -> None:
@@ -73,3 +75,24 @@ async def test_publish_data_refused_without_grant(connect: Connect, room_name: s
     await bob.local_participant.publish_data(b"to mallory", topic="ok")
     (packet,) = await mallory_in.wait("data_received")
     assert packet.data == b"to mallory"
+
+
+async def test_data_crosses_media_workers_in_order(tmp_path: Path, token: MintToken) -> None:
+    """One participant per worker: every packet crosses a worker boundary, still in order, once."""
+    with running_server(7893, 8268, tmp_path, ["--participants-per-worker", "1"]) as (srv, _):
+        clients = []
+        for identity in ("alice", "bob", "carol"):
+            client = rtc.Room()
+            await client.connect(srv.url, token(identity, "spread"))
+            clients.append(client)
+        alice, bob, carol = clients
+        inboxes = [Events(bob, "data_received"), Events(carol, "data_received")]
+        for i in range(30):
+            await alice.local_participant.publish_data(str(i).encode(), topic="seq")
+        for inbox in inboxes:
+            await inbox.wait("data_received", lambda p: p.data == b"29")
+            assert [int(p.data) for (p,) in inbox.args("data_received")] == list(range(30))
+        placed = [line for line in srv.log_path.read_text().splitlines() if " joined as PA_" in line]
+        assert len({line.rsplit(" on ", 1)[1] for line in placed}) == 2, placed  # both workers were used
+        for client in clients:
+            await client.disconnect()

@@ -84,7 +84,7 @@ async def publish(offer: Call, add_candidate: Call, sid: str) -> Publisher:
         )
     await add_candidate(sid, PUBLISHER, json.dumps({"candidate": "", "sdpMid": "0"}))
     stripped = [line for line in lines if not line.startswith(("a=candidate:", "a=end-of-candidates"))]
-    answer = await offer(sid, "\r\n".join(stripped) + "\r\n")
+    answer = (await offer(sid, "\r\n".join(stripped) + "\r\n", {})).sdp
     await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
     for channel in channels.values():
         await wait_open(channel)

@@ -1,0 +1,256 @@
+"""One subscriber's copy of one up track: layer choice, pause, and the per-packet rewrite for its m-line.
+
+Sequence numbers and timestamps live on the sender (its SSRC), so the subscriber sees one continuous
+stream across mute, pause, layer switches and unsubscribe/resubscribe on the same m-line.
+"""
+
+import logging
+import random
+import time
+
+from aiortc import clock
+
+from actors.media import rtp
+from actors.media.codecs import codec_key
+from actors.media.hooks import PassthroughSender
+from actors.media.uptrack import DIGEST_LIMIT, UpTrack, digest
+
+log = logging.getLogger(__name__)
+
+LAYER_ORDER = ("q", "h", "f")  # LiveKit's rids, low to high
+MAX_JUMP = 300  # an incoming sequence jump beyond this (e.g. after an upstream mute) re-anchors
+RESELECT_INTERVAL = 0.5  # seconds between re-evaluations of the simulcast layer to forward
+
+
+def ordered_rids(rids: list[str]) -> list[str]:
+    known = [r for r in LAYER_ORDER if r in rids]
+    return known if len(known) == len(rids) else list(rids)
+
+
+def select_layer(
+    rids: list[str],
+    active: list[str],
+    quality: int,
+    width: int,
+    height: int,
+    resolutions: dict[str, tuple[int, int]],
+) -> str | None:
+    """The best active layer within `quality` (0 LOW, 1 MEDIUM, 2 HIGH) and width/height (0 = no limit);
+    the lowest active layer when none fits; None when no layer is active."""
+    order = ordered_rids(rids)
+    usable = [r for r in order if r in active]
+    if not usable:
+        return None
+    allowed = order[: max(1, min(len(order), quality + 1))] if len(order) == 3 else order
+    best: str | None = None
+    for rid in usable:
+        if rid not in allowed:
+            continue
+        res = resolutions.get(rid)
+        if res is not None and ((width and res[0] > width * 1.1) or (height and res[1] > height * 1.1)):
+            continue
+        best = rid
+    return best or usable[0]
+
+
+class DownTrack:
+    def __init__(self, sub_sid: str, up: UpTrack, sender: PassthroughSender) -> None:
+        self.sub_sid = sub_sid
+        self.up = up
+        self.sender = sender
+        self.paused = False
+        self.quality = 2
+        self.width = 0
+        self.height = 0
+        self.current: str | None = None  # rid being forwarded
+        self.target: str | None = None
+        self.packets_out = 0
+        self.bytes_out = 0
+        self.padding_dropped = 0
+        self.switches = 0
+        self.digests_out: list[str] = []
+        self.first_seq: int | None = None  # first outgoing sequence number of this down track
+        self._params_version = -1
+        self._pt_map: dict[int, int] = {}
+        self._plan = rtp.ExtensionPlan()
+        self._anchored = False
+        self._need_keyframe = up.kind == "video"
+        self._seq_off = 0
+        self._ts_off = 0
+        self._anchor_seq = 0
+        self._last_in_seq: int | None = None
+        self._reselect_at = 0.0
+        sender.listener = self
+
+    def __repr__(self) -> str:
+        return f"DownTrack({self.up.track_sid}->{self.sub_sid})"
+
+    # ----- control -----
+
+    def restart(self) -> None:
+        """Start again on the next (key)frame, continuing this sender's seq/ts."""
+        self._anchored = False
+        self._need_keyframe = self.up.kind == "video"
+
+    async def set_paused(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if not paused:
+            self.restart()
+            await self.up.request_keyframe(
+                self.current if self.current is not None else self._want(time.monotonic())
+            )
+
+    async def set_settings(self, quality: int, width: int, height: int) -> None:
+        self.quality, self.width, self.height = quality, width, height
+        self._reselect_at = 0.0
+        if self.up.simulcast:
+            want = self._want(time.monotonic())
+            if want is not None and want != self.current:
+                await self.up.request_keyframe(want)
+
+    def close(self) -> None:
+        if self.up.downs.get(self.sub_sid) is self:
+            del self.up.downs[self.sub_sid]
+        if self.sender.listener is self:
+            self.sender.listener = None
+
+    # ----- sender listener -----
+
+    async def on_keyframe_request(self) -> None:
+        await self.up.request_keyframe(self.current)
+
+    def on_remb(self, bitrate: int) -> None:
+        pass  # read from sender.remb_bps by the REMB policy
+
+    # ----- hot path -----
+
+    def _setup(self) -> bool:
+        params = self.sender.params
+        up_params = self.up.params
+        if params is None or up_params is None:
+            return False
+        by_key: dict[str, int] = {}
+        for sub_codec in params.codecs:
+            if sub_codec.payloadType is not None and not sub_codec.mimeType.lower().endswith("/rtx"):
+                by_key.setdefault(codec_key(sub_codec.mimeType, sub_codec.parameters), sub_codec.payloadType)
+        self._pt_map = {}
+        for codec in up_params.codecs:
+            out = by_key.get(codec_key(codec.mime_type, codec.parameters))
+            if out is not None:
+                self._pt_map[codec.payload_type] = out
+        sub_ext = {e.uri: e.id for e in params.headerExtensions}
+        self._plan = rtp.ExtensionPlan.between(up_params.extensions, sub_ext, params.muxId or "")
+        self._params_version = self.sender.params_version
+        return True
+
+    def _want(self, now: float) -> str | None:
+        if not self.up.simulcast:
+            return None
+        resolutions = {
+            r: la.resolution for r, la in self.up.layers.items() if r is not None and la.resolution
+        }
+        self.target = select_layer(
+            self.up.rids, self.up.active_rids(now), self.quality, self.width, self.height, resolutions
+        )
+        return self.target
+
+    async def forward(
+        self, raw: bytes, header: rtp.RtpHeader, rid: str | None, is_keyframe: bool, now: float
+    ) -> None:
+        if self.paused or not self.sender.running:
+            return
+        if self._params_version != self.sender.params_version and not self._setup():
+            return
+        out_pt = self._pt_map.get(header.payload_type)
+        if out_pt is None:
+            return
+        switching = False
+        if self.up.simulcast:
+            if now >= self._reselect_at or self.target is None:
+                self._want(now)
+                self._reselect_at = now + RESELECT_INTERVAL
+            if rid != self.current:
+                if rid == self.target and is_keyframe:
+                    switching = True
+                else:
+                    if rid == self.target:
+                        await self.up.request_keyframe(rid)
+                    return
+            elif self.target is not None and self.target != self.current:
+                await self.up.request_keyframe(self.target)
+        seq = header.sequence_number
+        if self._anchored and not switching and self._last_in_seq is not None:
+            jump = (seq - self._last_in_seq) & 0xFFFF
+            if MAX_JUMP < jump < 0x10000 - MAX_JUMP:
+                self._anchored = False  # the source restarted or skipped (e.g. muted upstream)
+            elif not rtp.seq_newer(seq, self._anchor_seq) and seq != self._anchor_seq:
+                return  # older than where this layer's forwarding began
+        if not self._anchored or switching:
+            if self._need_keyframe and not is_keyframe:
+                await self.up.request_keyframe(rid)
+                return
+            if header.padding_only:
+                return
+            self._anchor(header, now)
+            if switching:
+                self.current = rid
+                self.switches += 1
+        if header.padding_only:
+            self._seq_off = (self._seq_off - 1) & 0xFFFF  # compact: later packets fill the hole
+            self.padding_dropped += 1
+            return
+        if rtp.seq_newer(seq, self._last_in_seq if self._last_in_seq is not None else seq - 1):
+            self._last_in_seq = seq
+        out_seq = (seq + self._seq_off) & 0xFFFF
+        out_ts = (header.timestamp + self._ts_off) & 0xFFFFFFFF
+        send_time = rtp.abs_send_time(_ntp_now()) if self._plan.abs_send_time_id is not None else None
+        out = rtp.rewrite(raw, header, self._plan, out_pt, out_seq, out_ts, self.sender.ssrc, send_time)
+        sender = self.sender
+        if sender.last_seq is None or rtp.seq_newer(out_seq, sender.last_seq):
+            sender.last_seq, sender.last_ts, sender.last_time = out_seq, out_ts, now
+        if len(self.digests_out) < DIGEST_LIMIT and header.payload_length:
+            start = len(out) - (len(raw) - header.header_length)
+            self.digests_out.append(digest(memoryview(out)[start : start + header.payload_length]))
+        if self.first_seq is None:
+            self.first_seq = out_seq
+        if await sender.write_rtp(bytes(out), out_seq, out_ts, header.payload_length):
+            self.packets_out += 1
+            self.bytes_out += header.payload_length
+
+    def _anchor(self, header: rtp.RtpHeader, now: float) -> None:
+        sender = self.sender
+        if sender.last_seq is None or sender.last_ts is None:
+            next_seq, next_ts = random.randint(0, 0x7FFF), random.getrandbits(32)
+        else:
+            next_seq = (sender.last_seq + 1) & 0xFFFF
+            elapsed = max(1, int((now - sender.last_time) * self.up.clock_rate))
+            next_ts = (sender.last_ts + elapsed) & 0xFFFFFFFF
+        self._seq_off = (next_seq - header.sequence_number) & 0xFFFF
+        self._ts_off = (next_ts - header.timestamp) & 0xFFFFFFFF
+        self._anchor_seq = header.sequence_number
+        self._last_in_seq = header.sequence_number
+        self._anchored = True
+        self._need_keyframe = False
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "packets_out": self.packets_out,
+            "bytes_out": self.bytes_out,
+            "padding_dropped": self.padding_dropped,
+            "paused": self.paused,
+            "layer": self.current,
+            "target": self.target,
+            "switches": self.switches,
+            "ssrc": self.sender.ssrc,
+            "first_seq": self.first_seq,
+            "last_seq": self.sender.last_seq,
+            "remb": self.sender.remb_bps,
+            "sender": dict(self.sender.counters),
+            "digests_out": list(self.digests_out),
+        }
+
+
+def _ntp_now() -> int:
+    return int(clock.current_ntp_time())

@@ -1,0 +1,310 @@
+"""The RTP media plane of one MediaWorker: publishers' up tracks, subscribers' down tracks, REMB policy.
+
+The worker (actors/worker.py) exposes this as Ray actor methods; everything here runs on the worker's
+event loop and never makes a Ray call per packet.
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiortc import RTCPeerConnection, RTCRtpTransceiver
+from aiortc.rtcrtpsender import RTCRtpSender
+
+from actors.errors import NotFoundError
+from actors.media import hooks
+from actors.media.codecs import codec_key
+from actors.media.downtrack import DownTrack
+from actors.media.peer import ParticipantPeers
+from actors.media.rtcp import REMB_CEILING, remb_target
+from actors.media.rtp import REPAIRED_RID_URI, RID_URI
+from actors.media.sdp import OfferSection, accept_simulcast, offer_sections
+from actors.media.uptrack import CodecInfo, TrackParams, UpTrack
+
+log = logging.getLogger(__name__)
+
+REMB_INTERVAL = 1.0  # seconds between REMBs to each video publisher
+
+
+@dataclass(frozen=True)
+class BoundTrack:
+    cid: str
+    track_sid: str
+    mid: str
+    kind: str  # "audio" | "video"
+    mime_type: str  # e.g. "video/VP8", "audio/opus"
+    rids: list[str]
+
+
+@dataclass(frozen=True)
+class PublisherAnswer:
+    sdp: str
+    bound: list[BoundTrack]
+    ended: list[str]  # track sids whose m-line the client stopped
+
+
+@dataclass
+class _Published:
+    publisher_sid: str
+    mid: str
+    receiver: hooks.TapReceiver
+    section: OfferSection
+
+
+class MediaPlane:
+    def __init__(
+        self, name: str, peer: Callable[[str], ParticipantPeers], remb_ceiling: int = REMB_CEILING
+    ) -> None:
+        self.name = name
+        self._peer = peer
+        self.remb_ceiling = remb_ceiling
+        self.ups: dict[str, UpTrack] = {}
+        self.published: dict[str, _Published] = {}  # local up tracks only
+        self.downs: dict[tuple[str, str], DownTrack] = {}  # (subscriber sid, track sid)
+        self._sub_transceivers: dict[str, dict[str, RTCRtpTransceiver]] = {}
+        self._remb_task: asyncio.Task[None] | None = None
+        hooks.install()
+
+    # ----- publishing -----
+
+    async def publisher_offer(self, sid: str, sdp: str, pending: dict[str, str]) -> PublisherAnswer:
+        peers = self._peer(sid)
+        sections = offer_sections(sdp) if sdp.startswith("v=0") else []
+        by_mid = {s.mid: s for s in sections}
+        bound: list[BoundTrack] = []
+
+        def on_remote(pc: RTCPeerConnection) -> Callable[[str], str]:
+            mine = {
+                p.mid: (track_sid, p) for track_sid, p in self.published.items() if p.publisher_sid == sid
+            }
+            accepted: dict[str, OfferSection] = {}
+            for transceiver in pc.getTransceivers():
+                hooks.tap_transport(transceiver.receiver.transport)
+                mid = transceiver.mid
+                section = by_mid.get(mid) if mid is not None else None
+                if section is None or not section.sending:
+                    continue
+                if mid in mine:  # aiortc renegotiates extensions from scratch: re-apply the rid patch
+                    if mine[mid][1].section.rids and transceiver.kind == "video":
+                        self._accept_rids(transceiver, section, accepted)
+                    continue
+                cid = section.msid_track
+                if cid is None or cid not in pending or pending[cid] in self.ups:
+                    continue
+                track = self._bind(sid, transceiver, section, pending[cid], accepted)
+                if track is not None:
+                    bound.append(
+                        BoundTrack(
+                            cid, track.track_sid, section.mid, track.kind, track.mime_type, list(track.rids)
+                        )
+                    )
+            return lambda answer: accept_simulcast(answer, accepted) if accepted else answer
+
+        answer = await peers.publisher_offer(sdp, on_remote)
+        ended = [
+            track_sid
+            for track_sid, p in list(self.published.items())
+            if p.publisher_sid == sid and not (by_mid.get(p.mid) and by_mid[p.mid].sending)
+        ]
+        for track_sid in ended:
+            await self.stop_track(track_sid)
+        self._ensure_remb()
+        return PublisherAnswer(answer, bound, ended)
+
+    def _accept_rids(
+        self, transceiver: RTCRtpTransceiver, section: OfferSection, accepted: dict[str, OfferSection]
+    ) -> None:
+        if len(section.rids) < 2 or section.simulcast is None:
+            return
+        hooks.add_header_extensions(
+            transceiver, {u: i for u, i in section.extensions.items() if u in (RID_URI, REPAIRED_RID_URI)}
+        )
+        accepted[section.mid] = section
+
+    def _bind(
+        self,
+        sid: str,
+        transceiver: RTCRtpTransceiver,
+        section: OfferSection,
+        track_sid: str,
+        accepted: dict[str, OfferSection],
+    ) -> UpTrack | None:
+        codecs = [
+            c
+            for c in hooks.negotiated_codecs(transceiver)
+            if c.mimeType.lower() != f"{c.mimeType.split('/')[0]}/rtx"
+        ]
+        if not codecs:
+            log.warning("%s: no common codec for %s (mid %s)", self.name, track_sid, section.mid)
+            return None
+        kind = transceiver.kind
+        rids: list[str] = []
+        if kind == "video":
+            self._accept_rids(transceiver, section, accepted)
+            if section.mid in accepted:
+                rids = list(section.rids)
+        receiver = hooks.tap_receiver(transceiver.receiver)
+
+        async def request_upstream(rid: str | None, ssrc: int | None) -> None:
+            if ssrc is None:
+                ssrc = receiver.rid_ssrc.get(rid) if rid is not None else None
+            if ssrc is None:
+                ssrcs = receiver.media_ssrcs()
+                ssrc = ssrcs[0] if ssrcs else None
+            if ssrc is not None:
+                await receiver.send_pli(ssrc)
+
+        up = UpTrack(track_sid, sid, kind, codecs[0].mimeType, rids, request_upstream)
+        up.set_params(
+            TrackParams(
+                tuple(
+                    CodecInfo(
+                        c.payloadType or 0,
+                        c.mimeType,
+                        c.clockRate,
+                        {k: v for k, v in c.parameters.items() if v is not None},
+                    )
+                    for c in codecs
+                ),
+                hooks.negotiated_extensions(transceiver),
+            )
+        )
+        receiver.sink = up
+        self.ups[track_sid] = up
+        self.published[track_sid] = _Published(sid, section.mid, receiver, section)
+        log.info("%s: %s bound to mid %s of %s (rids %s)", self.name, up, section.mid, sid, rids)
+        return up
+
+    async def set_track_muted(self, track_sid: str, muted: bool) -> None:
+        up = self.ups.get(track_sid)
+        if up is not None:
+            await up.set_muted(muted)
+
+    async def stop_track(self, track_sid: str) -> None:
+        up = self.ups.pop(track_sid, None)
+        published = self.published.pop(track_sid, None)
+        if published is not None:
+            published.receiver.sink = None
+        if up is None:
+            return
+        up.closed = True
+        up.relay = None
+        for sub_sid in list(up.downs):
+            await self.unsubscribe(sub_sid, track_sid)
+
+    # ----- subscribing -----
+
+    async def subscribe(self, sub_sid: str, track_sid: str, publisher_sid: str) -> DownTrack:
+        key = (sub_sid, track_sid)
+        existing = self.downs.get(key)
+        if existing is not None:
+            return existing
+        up = self.ups.get(track_sid)
+        if up is None:
+            raise NotFoundError(f"track {track_sid} is not on {self.name}")
+        pc = self._peer(sub_sid).subscriber_pc()
+        used = self._sub_transceivers.setdefault(sub_sid, {})
+        transceiver = self._free_transceiver(pc, up.kind, used)
+        if transceiver is None:
+            transceiver = pc.addTransceiver(up.kind, direction="sendonly")
+            hooks.fix_sctp_bundle(pc)
+        transceiver.direction = "sendonly"
+        preferences = self._codec_preferences(up)
+        if preferences:
+            transceiver.setCodecPreferences(preferences)
+        sender = hooks.passthrough_sender(transceiver.sender)
+        hooks.label_sender(sender, f"{publisher_sid}|{track_sid}", track_sid)
+        down = DownTrack(sub_sid, up, sender)
+        up.downs[sub_sid] = down
+        self.downs[key] = down
+        used[track_sid] = transceiver
+        return down
+
+    @staticmethod
+    def _free_transceiver(
+        pc: RTCPeerConnection, kind: str, used: dict[str, RTCRtpTransceiver]
+    ) -> RTCRtpTransceiver | None:
+        busy = {id(t) for t in used.values()}
+        for transceiver in pc.getTransceivers():
+            if (
+                transceiver.kind == kind
+                and not transceiver.stopped
+                and transceiver.direction == "inactive"
+                and id(transceiver) not in busy
+            ):
+                return transceiver
+        return None
+
+    @staticmethod
+    def _codec_preferences(up: UpTrack) -> list[Any]:
+        """Only the publisher's codec (+ RTX): the subscriber must not pick one we cannot forward."""
+        if up.params is None or not up.params.codecs:
+            return []
+        first = up.params.codecs[0]
+        want = codec_key(first.mime_type, first.parameters)
+        capabilities = RTCRtpSender.getCapabilities(up.kind).codecs
+        chosen = [c for c in capabilities if codec_key(c.mimeType, c.parameters) == want][:1]
+        if not chosen:
+            return []
+        return chosen + [c for c in capabilities if c.mimeType.lower().endswith("/rtx")]
+
+    async def unsubscribe(self, sub_sid: str, track_sid: str) -> None:
+        down = self.downs.pop((sub_sid, track_sid), None)
+        if down is not None:
+            down.close()
+        transceiver = self._sub_transceivers.get(sub_sid, {}).pop(track_sid, None)
+        if transceiver is not None and not transceiver.stopped:
+            transceiver.direction = "inactive"  # the m-line goes inactive at the next offer, then is reused
+
+    async def set_subscription_settings(
+        self, sub_sid: str, track_sid: str, disabled: bool, quality: int, width: int, height: int
+    ) -> None:
+        down = self.downs.get((sub_sid, track_sid))
+        if down is None:
+            return
+        await down.set_settings(quality, width, height)
+        await down.set_paused(disabled)
+
+    async def remove_participant(self, sid: str) -> None:
+        for track_sid, published in list(self.published.items()):
+            if published.publisher_sid == sid:
+                await self.stop_track(track_sid)
+        for sub_sid, track_sid in list(self.downs):
+            if sub_sid == sid:
+                await self.unsubscribe(sub_sid, track_sid)
+        self._sub_transceivers.pop(sid, None)
+
+    # ----- REMB policy -----
+
+    def _ensure_remb(self) -> None:
+        if self._remb_task is None or self._remb_task.done():
+            self._remb_task = asyncio.ensure_future(self._remb_loop())
+
+    async def _remb_loop(self) -> None:
+        while True:
+            await asyncio.sleep(REMB_INTERVAL)
+            for track_sid, published in list(self.published.items()):
+                up = self.ups.get(track_sid)
+                if up is None or up.kind != "video" or up.muted:
+                    continue
+                bitrate = remb_target(
+                    self.remb_ceiling, (d.sender.remb_bps for d in up.downs.values()), up.simulcast
+                )
+                try:
+                    await published.receiver.send_remb(bitrate, published.receiver.media_ssrcs())
+                except Exception:
+                    log.exception("%s: REMB to %s failed", self.name, track_sid)
+
+    async def close(self) -> None:
+        if self._remb_task is not None:
+            self._remb_task.cancel()
+
+    # ----- stats -----
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "tracks": {sid: up.stats() for sid, up in self.ups.items()},
+            "drops": dict(hooks.counters),
+        }

@@ -1,0 +1,189 @@
+"""One published track on one worker: its layers, keyframe requests, and fan-out to down tracks and relays.
+
+An up track is fed either by a tap receiver (the publisher is on this worker) or by the relay socket (a
+copy from the publisher's worker). Both deliver decrypted, RTX-unwrapped raw RTP with its parsed header.
+"""
+
+import hashlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from actors.media import rtp
+from actors.media.codecs import keyframe_detector, vp8_resolution
+from actors.media.rtcp import KEYFRAME_INTERVAL, RateLimiter
+
+if TYPE_CHECKING:
+    from actors.media.downtrack import DownTrack
+
+log = logging.getLogger(__name__)
+
+DIGEST_LIMIT = 5000  # payload digests kept per track (ingress) and per down track (egress), for tests
+LAYER_ACTIVE = 1.0  # seconds since a layer's last packet for it to count as active
+
+
+@dataclass(frozen=True)
+class CodecInfo:
+    payload_type: int
+    mime_type: str
+    clock_rate: int
+    parameters: dict[str, str | int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrackParams:
+    """The publisher m-line's negotiated media codecs (no RTX) and header extensions (uri -> id)."""
+
+    codecs: tuple[CodecInfo, ...]
+    extensions: dict[str, int]
+
+
+@dataclass
+class Layer:
+    ssrc: int | None = None
+    packets: int = 0
+    bytes: int = 0
+    keyframes: int = 0
+    last_packet: float = 0.0
+    resolution: tuple[int, int] | None = None
+
+
+def digest(payload: bytes | bytearray | memoryview) -> str:
+    return hashlib.blake2b(payload, digest_size=8).hexdigest()
+
+
+# (rid, media ssrc or None) -> send a keyframe request upstream
+KeyframeSink = Callable[[str | None, int | None], Awaitable[None]]
+# raw packet, rid -> copies for other workers (never blocks)
+RelaySink = Callable[[bytes, str | None], None]
+
+
+class UpTrack:
+    def __init__(
+        self,
+        track_sid: str,
+        publisher_sid: str,
+        kind: str,
+        mime_type: str,
+        rids: list[str],
+        request_upstream: KeyframeSink,
+    ) -> None:
+        self.track_sid = track_sid
+        self.publisher_sid = publisher_sid
+        self.kind = kind
+        self.mime_type = mime_type
+        self.rids = list(rids)
+        self.params: TrackParams | None = None
+        self.muted = False
+        self.closed = False
+        self.downs: dict[str, DownTrack] = {}
+        self.layers: dict[str | None, Layer] = {}
+        self.relay: RelaySink | None = None
+        self.packets_in = 0
+        self.bytes_in = 0
+        self.keyframes_in = 0
+        self.keyframe_requests = 0
+        self.digests_in: list[str] = []
+        self._request_upstream = request_upstream
+        self._limiter = RateLimiter(KEYFRAME_INTERVAL)
+        self._is_keyframe = keyframe_detector(mime_type)
+        self._clock_rate = 48000 if kind == "audio" else 90000
+
+    def __repr__(self) -> str:
+        return f"UpTrack({self.track_sid} {self.kind} {self.mime_type})"
+
+    @property
+    def simulcast(self) -> bool:
+        return len(self.rids) > 1
+
+    @property
+    def clock_rate(self) -> int:
+        return self._clock_rate
+
+    def set_params(self, params: TrackParams) -> None:
+        self.params = params
+        if params.codecs:
+            self._clock_rate = params.codecs[0].clock_rate
+            self.mime_type = params.codecs[0].mime_type
+            self._is_keyframe = keyframe_detector(self.mime_type)
+
+    async def on_rtp(self, raw: bytes, header: rtp.RtpHeader, rid: str | None) -> None:
+        self.packets_in += 1
+        self.bytes_in += header.payload_length
+        if self.muted or self.closed:
+            return
+        now = time.monotonic()
+        layer = self.layers.get(rid)
+        if layer is None:
+            layer = self.layers[rid] = Layer()
+        layer.ssrc = header.ssrc
+        layer.packets += 1
+        layer.bytes += header.payload_length
+        layer.last_packet = now
+        payload = memoryview(raw)[header.header_length : header.payload_end]
+        is_keyframe = self.kind == "video" and self._is_keyframe(payload)
+        if is_keyframe:
+            self.keyframes_in += 1
+            layer.keyframes += 1
+            if self.mime_type.lower() == "video/vp8":
+                layer.resolution = vp8_resolution(payload) or layer.resolution
+        if len(self.digests_in) < DIGEST_LIMIT and header.payload_length:
+            self.digests_in.append(digest(payload))
+        if self.relay is not None:
+            self.relay(raw, rid)
+        for down in list(self.downs.values()):
+            await down.forward(raw, header, rid, is_keyframe, now)
+
+    async def request_keyframe(self, rid: str | None = None) -> None:
+        """Ask the publisher for a keyframe of layer `rid`, at most once per KEYFRAME_INTERVAL per layer."""
+        if self.kind != "video" or self.closed or self.muted:
+            return
+        if not self._limiter.allow(rid):
+            return
+        self.keyframe_requests += 1
+        layer = self.layers.get(rid)
+        await self._request_upstream(rid, layer.ssrc if layer is not None else None)
+
+    def active_rids(self, now: float) -> list[str]:
+        return [
+            r
+            for r in self.rids
+            if (la := self.layers.get(r)) is not None and now - la.last_packet < LAYER_ACTIVE
+        ]
+
+    async def set_muted(self, muted: bool) -> None:
+        if muted == self.muted:
+            return
+        self.muted = muted
+        if not muted:
+            for down in self.downs.values():
+                down.restart()
+            rids: list[str | None] = [*self.rids] or [None]
+            for rid in rids:
+                await self.request_keyframe(rid)
+
+    def stats(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "mime_type": self.mime_type,
+            "publisher": self.publisher_sid,
+            "muted": self.muted,
+            "packets_in": self.packets_in,
+            "bytes_in": self.bytes_in,
+            "keyframes_in": self.keyframes_in,
+            "keyframe_requests": self.keyframe_requests,
+            "layers": {
+                str(rid): {
+                    "ssrc": la.ssrc,
+                    "packets": la.packets,
+                    "bytes": la.bytes,
+                    "keyframes": la.keyframes,
+                    "resolution": la.resolution,
+                }
+                for rid, la in self.layers.items()
+            },
+            "digests_in": list(self.digests_in),
+            "subscribers": {sid: d.stats() for sid, d in self.downs.items()},
+        }
