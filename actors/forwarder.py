@@ -16,6 +16,7 @@ import ray
 from livekit.protocol import models
 from ray.actor import ActorHandle
 
+from actors import logs
 from actors.errors import RaysfuError, unwrap
 from actors.inbox import SequencedInbox
 from actors.naming import NAMESPACE
@@ -58,7 +59,7 @@ class _Subscriber:
 
 class TrackForwarder:
     def __init__(self, room: str, info: models.TrackInfo, publisher_sid: str, publisher_worker: str) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.configure()
         self._room = room
         self._info = info
         self._publisher_sid = publisher_sid
@@ -94,6 +95,7 @@ class TrackForwarder:
         elif isinstance(command, SetMuted):
             self._info.muted = command.muted
             await _worker(self._publisher_worker).set_track_muted.remote(self._info.sid, command.muted)
+            log.info("%s: %s", self, "muted" if command.muted else "unmuted")
         else:
             await self._close()
 
@@ -115,6 +117,7 @@ class TrackForwarder:
             self._relays.add(command.worker)
             log.info("%s: relaying to %s", self, command.worker)
         self._subscribers[command.sub_sid] = _Subscriber(command.participant, command.worker)
+        log.info("%s: %s subscribes on %s", self, command.sub_sid, command.worker)
         try:
             await command.participant.subscribe_track.remote(self._info, self._publisher_sid)
         except ray.exceptions.RayActorError:
@@ -124,6 +127,7 @@ class TrackForwarder:
         sub = self._subscribers.pop(sub_sid, None)
         if sub is None:
             return
+        log.info("%s: %s unsubscribes", self, sub_sid)
         if notify:
             try:
                 await sub.participant.unsubscribe_track.remote(self._info.sid)

@@ -18,7 +18,7 @@ import ray
 from livekit.protocol import models, rtc
 from ray.actor import ActorHandle
 
-from actors import ids
+from actors import ids, logs
 from actors.errors import InvalidRequestError, LimitExceededError, PermissionDeniedError, RaysfuError, unwrap
 from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
 from actors.inbox import SequencedInbox
@@ -77,7 +77,7 @@ class Participant:
         others: list[models.ParticipantInfo],
         params: JoinParams,
     ) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.configure()
         self._room = room
         self._room_name = room_info.name
         self._worker_name = worker
@@ -348,6 +348,7 @@ class Participant:
             except (RaysfuError, ray.exceptions.RayError) as exc:
                 log.error("%s: subscriber offer failed: %s", self, unwrap(exc))
                 return
+            log.info("%s: subscriber offer %d sent", self, self._offer_id)
             try:
                 await asyncio.wait_for(self._answered.wait(), ANSWER_TIMEOUT)
             except TimeoutError:

@@ -19,7 +19,7 @@ import ray
 from livekit.protocol import models
 from ray.actor import ActorHandle
 
-from actors import ids, limits, placement
+from actors import ids, limits, logs, placement
 from actors.directory import Directory, Member
 from actors.errors import LimitExceededError, NotFoundError, PermissionDeniedError, RoomClosedError
 from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
@@ -72,7 +72,7 @@ class _Counters:
 
 class Room:
     def __init__(self, name: str, settings: RoomSettings, media: MediaSettings, metadata: str = "") -> None:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logs.configure()
         now = time.time()
         self._info = models.Room(
             sid=ids.room_sid(),
@@ -370,17 +370,27 @@ class Room:
             log.info("%s: %s unpublished %s", self._info.name, identity, track_sid)
 
     async def mute_published_track(self, identity: str, track_sid: str, muted: bool) -> models.TrackInfo:
-        """Mute or unmute a publication (its publisher's MuteTrackRequest, or the room service)."""
+        """Mute or unmute a publication (its publisher's MuteTrackRequest, or the room service).
+
+        The bytes stop (or resume) before the others are told, so nothing arrives after they hear of a mute.
+        """
         async with self._lock:
             seat = self._seat(identity)
             track = next((t for t in seat.info.tracks if t.sid == track_sid), None)
             if track is None:
                 raise NotFoundError(f"track {track_sid} not found")
-            if track.muted != muted:
-                track.muted = muted
-                self._command(track_sid, SetMuted(muted))
+            if track.muted == muted:
+                return track
+            track.muted = muted
+            applied = self._command(track_sid, SetMuted(muted))
+        try:
+            await applied
+        except ray.exceptions.RayActorError:
+            log.warning("%s: the forwarder of %s is gone", self._info.name, track_sid)
+        async with self._lock:
+            if self._seats.get(identity) is seat:
                 self._announce(seat)
-            return track
+        return track
 
     async def update_subscriptions(self, identity: str, track_sids: list[str], subscribe: bool) -> None:
         async with self._lock:
@@ -400,9 +410,11 @@ class Room:
                 )
                 self._command(track_sid, command)
 
-    def _command(self, track_sid: str, command: Command) -> None:
+    def _command(self, track_sid: str, command: Command) -> ray.ObjectRef[None]:
+        """Send the track's forwarder its next command; await the result to know it was applied."""
         seq = self._counters.sequencer.next(track_sid)
-        self._tracks[track_sid].forwarder.command.remote(seq, command)
+        ref: ray.ObjectRef[None] = self._tracks[track_sid].forwarder.command.remote(seq, command)
+        return ref
 
     def _close_track(self, track_sid: str) -> None:
         """Close the track's forwarder (it unsubscribes everyone and stops the media), then its actor."""

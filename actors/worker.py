@@ -13,6 +13,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors import logs
 from actors.directory import Directory, Member
 from actors.errors import CandidateError, NotFoundError
 from actors.inbox import SequencedInbox
@@ -46,6 +47,7 @@ class _Delivery:
 
 class MediaWorker:
     def __init__(self, name: str, settings: MediaSettings) -> None:
+        logs.configure()
         self.name = name
         self._settings = settings
         if settings.ice_addresses:

@@ -1,6 +1,7 @@
 """The `raysfu` command: `serve` runs the server, `token` mints an access token."""
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 
@@ -97,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "token":
             print(token(args))
             return 0
+        # Ray reads this when imported. It merges similar log lines of different actors ("repeated 6x across
+        # cluster"), but an SFU's log must say which room, participant and track each line is about.
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         from gateway.server import serve  # imports Ray: only for `serve`
 
         return serve(serve_config(args))

@@ -9,6 +9,7 @@ from types import FrameType
 import ray
 import uvicorn
 
+from actors import logs
 from actors.naming import NAMESPACE, media_actor
 from actors.placement import node_label
 from actors.worker import create_media_worker
@@ -120,7 +121,7 @@ def banner(config: ServerConfig, dashboard: str) -> str:
 
 
 def serve(config: ServerConfig) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     dashboard = start_ray(config)
     workers = start_media_workers(config)
     log.info("media workers: %s", ", ".join(workers))

@@ -206,11 +206,11 @@ class MediaPlane:
             raise NotFoundError(f"track {track_sid} is not on {self.name}")
         pc = self._peer(sub_sid).subscriber_pc()
         used = self._sub_transceivers.setdefault(sub_sid, {})
-        transceiver = self._free_transceiver(pc, up.kind, used)
-        if transceiver is None:
-            transceiver = pc.addTransceiver(up.kind, direction="sendonly")
-            hooks.fix_sctp_bundle(pc)
-        transceiver.direction = "sendonly"
+        # Always a fresh m-line: the SDK names a remote track by its receiver's track id, which libwebrtc
+        # fixes when the m-line is created, so an m-line reused for another track would feed the wrong
+        # publication, and one turned back to sendonly for the same track is not reported again.
+        transceiver = pc.addTransceiver(up.kind, direction="sendonly")
+        hooks.fix_sctp_bundle(pc)
         preferences = self._codec_preferences(up)
         if preferences:
             transceiver.setCodecPreferences(preferences)
@@ -221,21 +221,6 @@ class MediaPlane:
         self.downs[key] = down
         used[track_sid] = transceiver
         return down
-
-    @staticmethod
-    def _free_transceiver(
-        pc: RTCPeerConnection, kind: str, used: dict[str, RTCRtpTransceiver]
-    ) -> RTCRtpTransceiver | None:
-        busy = {id(t) for t in used.values()}
-        for transceiver in pc.getTransceivers():
-            if (
-                transceiver.kind == kind
-                and not transceiver.stopped
-                and transceiver.direction == "inactive"
-                and id(transceiver) not in busy
-            ):
-                return transceiver
-        return None
 
     @staticmethod
     def _codec_preferences(up: UpTrack) -> list[Any]:
@@ -256,7 +241,10 @@ class MediaPlane:
             down.close()
         transceiver = self._sub_transceivers.get(sub_sid, {}).pop(track_sid, None)
         if transceiver is not None and not transceiver.stopped:
-            transceiver.direction = "inactive"  # the m-line goes inactive at the next offer, then is reused
+            transceiver.direction = "inactive"  # the m-line goes inactive at the next offer and stays idle
+            # The idle m-line must stop naming the track: a resubscription gets a new m-line, and two m-lines
+            # naming one track make the SDK abort.
+            hooks.label_sender(transceiver.sender, "-", f"idle-{transceiver.mid}")
 
     async def set_subscription_settings(
         self, sub_sid: str, track_sid: str, disabled: bool, quality: int, width: int, height: int

@@ -1,0 +1,109 @@
+"""Media between the browser SDK (livekit-client in headless Chromium) and the Python SDK, through raysfu.
+
+The browser publishes Chromium's fake camera and beeping microphone (?publish=1); the Python client publishes
+the test pattern (tests/interop/media.py). Each side decodes the other's media.
+"""
+
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlencode
+
+import pytest
+from playwright.async_api import Browser, Page
+
+from tests.interop.browser import browser_condition, browser_event, launch_chromium, serve_page
+from tests.interop.media import SILENCE_RMS, MediaSession
+from tests.interop.sdk import Connect, MintToken, Server, wait_for
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def page_url() -> Iterator[str]:
+    with serve_page() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with launch_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context()
+    yield await context.new_page()
+    await context.close()
+
+
+@pytest.fixture
+async def media() -> AsyncIterator[MediaSession]:
+    session = MediaSession()
+    yield session
+    await session.close()
+
+
+async def open_room(page: Page, page_url: str, server: Server, jwt: str, publish: bool) -> None:
+    query = {"url": server.url, "token": jwt, **({"publish": "1"} if publish else {})}
+    await page.goto(f"{page_url}?{urlencode(query)}")
+    joined = await browser_event(page, "e => e.ev === 'connected' || e.ev === 'connectFailed'")
+    assert joined["ev"] == "connected", joined
+
+
+async def test_python_client_decodes_browser_camera_and_microphone(
+    page: Page,
+    page_url: str,
+    server: Server,
+    token: MintToken,
+    connect: Connect,
+    media: MediaSession,
+    room_name: str,
+) -> None:
+    await open_room(page, page_url, server, token("browser", room_name), publish=True)
+    published = await browser_event(page, "e => e.ev === 'published' || e.ev === 'publishFailed'")
+    assert published["ev"] == "published", published
+    assert sorted(t["kind"] for t in published["tracks"]) == ["audio", "video"], published
+
+    alice = await connect("alice", room_name)
+    rx = media.receive(alice)
+    video = await rx.wait_frames(10, 20.0, identity="browser")
+    assert all(width > 0 and height > 0 for width, height in video.sizes()), video.summary()
+    await wait_for(
+        lambda: len(rx.audios) == 1 and rx.audio("browser").loud_windows() >= 2,
+        15.0,
+        f"the browser's microphone beep (100 ms windows with RMS > {SILENCE_RMS})",
+    )
+    assert rx.audio("browser").max_rms() > SILENCE_RMS
+
+
+async def test_browser_decodes_python_video(
+    page: Page,
+    page_url: str,
+    server: Server,
+    token: MintToken,
+    connect: Connect,
+    media: MediaSession,
+    room_name: str,
+) -> None:
+    await open_room(page, page_url, server, token("browser", room_name), publish=False)
+    alice = await connect("alice", room_name)
+    pub = await media.publish(alice)
+    assert pub.video_publication is not None and pub.audio_publication is not None
+    video_sid = pub.video_publication.sid
+
+    subscribed = await browser_event(
+        page, f"e => e.ev === 'trackSubscribed' && e.kind === 'video' && e.sid === '{video_sid}'"
+    )
+    assert subscribed["identity"] == "alice", subscribed
+    await browser_event(
+        page,
+        f"e => e.ev === 'trackSubscribed' && e.kind === 'audio' && e.sid === '{pub.audio_publication.sid}'",
+    )
+    decoded = await browser_event(page, f"e => e.ev === 'videoDecoded' && e.sid === '{video_sid}'")
+    assert decoded["width"] > 0 and decoded["height"] > 0, decoded
+    state = await browser_condition(
+        page,
+        f"(() => {{ const v = window.__video['{video_sid}']; return v && v.framesDecoded >= 20 && v; }})()",
+        "20 decoded frames of alice's video",
+    )
+    assert (state["width"], state["height"]) == (pub.width, pub.height), state
