@@ -13,7 +13,7 @@ from actors.errors import CandidateError, NotFoundError, SdpError
 from actors.media.peer import PUBLISHER, SUBSCRIBER
 from actors.settings import MediaSettings
 from actors.worker import MediaWorker
-from tests.unit.test_worker_helpers import Publisher, Subscriber, chat, publish, subscribe
+from tests.unit.worker_clients import Publisher, Subscriber, chat, publish, subscribe
 
 NAME = "media:test/0"
 

@@ -14,7 +14,7 @@ from actors.media.ice import restrict_host_addresses
 from actors.naming import NAMESPACE, media_actor
 from actors.settings import MediaSettings
 from actors.worker import create_media_worker
-from tests.unit.test_worker_helpers import Subscriber, chat, publish, subscribe
+from tests.unit.worker_clients import Subscriber, chat, publish, subscribe
 
 A, B = media_actor("test", 0), media_actor("test", 1)
 PACKETS = 200
