@@ -20,7 +20,7 @@ from actors import logs
 from actors.errors import RaysfuError, unwrap
 from actors.inbox import SequencedInbox
 from actors.naming import NAMESPACE
-from actors.placement import node_id_for_label, pin_to_node, worker_node_label
+from actors.placement import actor_options, node_of_worker
 
 log = logging.getLogger(__name__)
 
@@ -168,13 +168,7 @@ def create_forwarder(
     name: str, room: str, info: models.TrackInfo, publisher_sid: str, publisher_worker: str
 ) -> ActorHandle[Any]:
     """A TrackForwarder on the node of the publisher's media worker."""
-    node_id = node_id_for_label(worker_node_label(publisher_worker))
-    return TrackForwarderActor.options(  # type: ignore[return-value]
-        name=name,
-        namespace=NAMESPACE,
-        num_cpus=0,
-        max_concurrency=100,
-        max_restarts=0,
-        lifetime="detached",
-        **pin_to_node(node_id),
-    ).remote(room, info, publisher_sid, publisher_worker)
+    options = actor_options(name, node_of_worker(publisher_worker), max_concurrency=100)
+    return TrackForwarderActor.options(**options).remote(  # type: ignore[return-value]
+        room, info, publisher_sid, publisher_worker
+    )

@@ -23,7 +23,7 @@ from actors.errors import InvalidRequestError, LimitExceededError, PermissionDen
 from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
 from actors.inbox import SequencedInbox
 from actors.naming import NAMESPACE
-from actors.placement import node_id_for_label, pin_to_node, worker_node_label
+from actors.placement import actor_options, node_of_worker, worker_node_label
 
 log = logging.getLogger(__name__)
 
@@ -434,13 +434,7 @@ def create_participant(
     params: JoinParams,
 ) -> ActorHandle[Any]:
     """A Participant actor on the node of the media worker it controls."""
-    node_id = node_id_for_label(worker_node_label(worker))
-    return ParticipantActor.options(  # type: ignore[return-value]
-        name=name,
-        namespace=NAMESPACE,
-        num_cpus=0,
-        max_concurrency=1000,
-        max_restarts=0,
-        lifetime="detached",
-        **pin_to_node(node_id),
-    ).remote(worker, room, room_info, info, others, params)
+    options = actor_options(name, node_of_worker(worker))
+    return ParticipantActor.options(**options).remote(  # type: ignore[return-value]
+        worker, room, room_info, info, others, params
+    )

@@ -60,8 +60,25 @@ def choose_worker(candidates: list[Candidate], room_members: Counter[str], capac
     return min(same_node or free, key=lambda c: (c.load, c.worker)).worker
 
 
-def pin_to_node(node_id: str | None) -> dict[str, Any]:
-    """Ray options placing an actor on `node_id` (hard affinity), or nothing when it is unknown."""
-    if node_id is None:
-        return {}
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)}
+def node_of_worker(worker: str) -> str | None:
+    """The Ray node id of a media worker (from the label in its name), None if that node is gone."""
+    return node_id_for_label(worker_node_label(worker))
+
+
+def actor_options(name: str, node_id: str | None = None, max_concurrency: int = 1000) -> dict[str, Any]:
+    """Ray options of raysfu's actors, on `node_id` (hard affinity) when given.
+
+    Named in raysfu's namespace; detached, so they outlive the gateway process that created them; no CPU
+    reserved (they mostly wait); never restarted, since a restarted actor would have lost its state.
+    """
+    options: dict[str, Any] = {
+        "name": name,
+        "namespace": NAMESPACE,
+        "num_cpus": 0,
+        "lifetime": "detached",
+        "max_concurrency": max_concurrency,
+        "max_restarts": 0,
+    }
+    if node_id is not None:
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+    return options

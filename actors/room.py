@@ -535,15 +535,10 @@ def get_or_create_room(
     name: str, settings: RoomSettings, media: MediaSettings, metadata: str = ""
 ) -> ActorHandle[Any]:
     """The room's actor, created if it does not exist; atomic across callers (Ray's named-actor registry)."""
-    return RoomActor.options(  # type: ignore[return-value]
-        name=room_actor(name),
-        namespace=NAMESPACE,
-        get_if_exists=True,
-        lifetime="detached",
-        num_cpus=0,
-        max_concurrency=1000,
-        max_restarts=0,
-    ).remote(name, settings, media, metadata)
+    options = placement.actor_options(room_actor(name))
+    return RoomActor.options(get_if_exists=True, **options).remote(  # type: ignore[return-value]
+        name, settings, media, metadata
+    )
 
 
 def lookup_room(name: str) -> ActorHandle[Any] | None:

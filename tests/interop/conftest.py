@@ -22,7 +22,10 @@ from typing import Any
 import pytest
 from livekit import api as lkapi
 from livekit import rtc
+from playwright.async_api import Browser, Page
 
+from tests.interop.browser import launch_chromium, serve_page
+from tests.interop.media import MediaSession
 from tests.interop.sdk import Connect, MintToken, Server
 
 PORT = 7880
@@ -226,3 +229,32 @@ async def api_client(server: Server) -> AsyncIterator[lkapi.LiveKitAPI]:
     client = lkapi.LiveKitAPI(server.http_url, server.api_key, server.api_secret)
     yield client
     await client.aclose()
+
+
+@pytest.fixture(scope="module")
+def page_url() -> Iterator[str]:
+    """tests/browser/page served on 127.0.0.1, for the browser tests."""
+    with serve_page() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium with fake media devices, one per test module."""
+    async with launch_chromium() as chromium:
+        yield chromium
+
+
+@pytest.fixture
+async def page(browser: Browser) -> AsyncIterator[Page]:
+    context = await browser.new_context()
+    yield await context.new_page()
+    await context.close()
+
+
+@pytest.fixture
+async def media() -> AsyncIterator[MediaSession]:
+    """Media publishers and receivers started by a test, stopped at its end."""
+    session = MediaSession()
+    yield session
+    await session.close()

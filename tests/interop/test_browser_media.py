@@ -4,43 +4,16 @@ The browser publishes Chromium's fake camera and beeping microphone (?publish=1)
 the test pattern (tests/interop/media.py). Each side decodes the other's media.
 """
 
-from collections.abc import AsyncIterator, Iterator
 from urllib.parse import urlencode
 
 import pytest
-from playwright.async_api import Browser, Page
+from playwright.async_api import Page
 
-from tests.interop.browser import browser_condition, browser_event, launch_chromium, serve_page
+from tests.interop.browser import browser_condition, browser_event
 from tests.interop.media import SILENCE_RMS, MediaSession
 from tests.interop.sdk import Connect, MintToken, Server, wait_for
 
 pytestmark = pytest.mark.timeout(90)
-
-
-@pytest.fixture(scope="module")
-def page_url() -> Iterator[str]:
-    with serve_page() as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with launch_chromium() as chromium:
-        yield chromium
-
-
-@pytest.fixture
-async def page(browser: Browser) -> AsyncIterator[Page]:
-    context = await browser.new_context()
-    yield await context.new_page()
-    await context.close()
-
-
-@pytest.fixture
-async def media() -> AsyncIterator[MediaSession]:
-    session = MediaSession()
-    yield session
-    await session.close()
 
 
 async def open_room(page: Page, page_url: str, server: Server, jwt: str, publish: bool) -> None:

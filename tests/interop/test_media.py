@@ -49,13 +49,6 @@ def readable(sample: VideoSample) -> bool:
     return sample.counter is not None
 
 
-@pytest.fixture
-async def media() -> AsyncIterator[MediaSession]:
-    session = MediaSession()
-    yield session
-    await session.close()
-
-
 def published(pub: PatternPublisher) -> tuple[str, str]:
     assert pub.video_publication is not None and pub.audio_publication is not None
     return pub.video_publication.sid, pub.audio_publication.sid
