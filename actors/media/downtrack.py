@@ -10,12 +10,14 @@ import time
 
 from aiortc import clock
 
-from actors.media import rtp
+from actors.media import hooks, rtp
 from actors.media.codecs import codec_key
 from actors.media.hooks import PassthroughSender
+from actors.media.ratelog import RateLimitedLog
 from actors.media.uptrack import DIGEST_LIMIT, UpTrack, digest
 
 log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)
 
 LAYER_ORDER = ("q", "h", "f")  # LiveKit's rids, low to high
 MAX_JUMP = 300  # an incoming sequence jump beyond this (e.g. after an upstream mute) re-anchors
@@ -206,7 +208,12 @@ class DownTrack:
         out_seq = (seq + self._seq_off) & 0xFFFF
         out_ts = (header.timestamp + self._ts_off) & 0xFFFFFFFF
         send_time = rtp.abs_send_time(_ntp_now()) if self._plan.abs_send_time_id is not None else None
-        out = rtp.rewrite(raw, header, self._plan, out_pt, out_seq, out_ts, self.sender.ssrc, send_time)
+        try:
+            out = rtp.rewrite(raw, header, self._plan, out_pt, out_seq, out_ts, self.sender.ssrc, send_time)
+        except rtp.RtpError as e:  # e.g. an extension block aiortc's parser let through but ours cannot read
+            hooks.counters["dropped_unforwardable_rtp"] += 1
+            _ratelog.warning("unforwardable", "%r: RTP packet not forwardable, dropped: %s", self, e)
+            return
         sender = self.sender
         if sender.last_seq is None or rtp.seq_newer(out_seq, sender.last_seq):
             sender.last_seq, sender.last_ts, sender.last_time = out_seq, out_ts, now

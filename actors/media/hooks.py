@@ -3,8 +3,9 @@
 aiortc has no passthrough API, so the SFU swaps the class of three of its objects (per object, so that
 ordinary aiortc peers in the same process, e.g. test clients, keep decoding and encoding):
 - TapDtlsTransport (RTCDtlsTransport): `_handle_rtp_data` keeps the decrypted RAW bytes, routes by MID when
-  SSRC/PT routing fails, and counts what it drops. Uses `_rtp_router` (route_rtp, mid_table, ssrc_table) and
-  `_rtp_header_extensions_map`.
+  SSRC/PT routing fails, admits only SSRCs its tap receiver accepts, and counts what it drops; it and
+  `_handle_rtcp_data` keep a handler's exception from closing the transport. Uses `_rtp_router` (route_rtp,
+  route_rtcp, mid_table, ssrc_table) and `_rtp_header_extensions_map`.
 - TapReceiver (RTCRtpReceiver): `receive()` starts no decoder thread; `_handle_rtp_packet` keeps RR
   statistics, unwraps RTX, NACKs per SSRC, learns ssrc -> rid, and hands raw bytes to its sink. Uses the
   name-mangled `_RTCRtpReceiver__started/__codecs/__rtx_ssrc/__rtcp_task/__remote_streams/__rtcp_ssrc/
@@ -49,6 +50,7 @@ from aiortc.rtp import (
     RTCP_PSFB_FIR,
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
+    RtcpPacket,
     RtcpPsfbPacket,
     RtcpRtpfbPacket,
     RtpPacket,
@@ -65,6 +67,7 @@ log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
 
 MAX_ICE_QUEUE = 2048  # datagrams waiting in one aioice connection before we drop (aioice's is unbounded)
+MAX_LEARNED_SSRCS = 16  # unsignalled SSRCs one tap receiver adopts (3 simulcast layers + RTX, with margin)
 SENDER_HISTORY = 1024  # packets a passthrough sender keeps for NACKs (a power of two)
 
 # Process-wide drop counters of the hooks (the worker adds them to its stats).
@@ -182,7 +185,9 @@ def sender_ssrc(sender: RTCRtpSender) -> int:
 
 
 class TapDtlsTransport(RTCDtlsTransport):
-    """Keeps the raw decrypted bytes on the parsed packet (`packet.raw`) and routes by MID as a fallback."""
+    """Keeps the raw decrypted bytes on the parsed packet (`packet.raw`), routes by MID as a fallback, admits
+    only SSRCs its tap receivers accept, and never lets a bad packet end the transport: aiortc's receive loop
+    closes the DTLS transport (the publisher's whole PC) on any exception out of these handlers."""
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
         try:
@@ -193,16 +198,46 @@ class TapDtlsTransport(RTCDtlsTransport):
             return
         packet.raw = data  # type: ignore[attr-defined]
         router = self._rtp_router
-        receiver = router.route_rtp(packet)
+        known = router.ssrc_table.get(packet.ssrc)
+        receiver = router.route_rtp(packet)  # learns an unknown SSRC when its payload type is unique
         if receiver is None and packet.extensions.mid is not None:
             receiver = router.mid_table.get(packet.extensions.mid)
             if receiver is not None:
                 router.ssrc_table[packet.ssrc] = receiver
+        if receiver is not None and receiver is not known:
+            if isinstance(receiver, TapReceiver) and not receiver.admit(packet.ssrc):
+                receiver = None
+            if receiver is None:  # forget it again: the table must not grow with every SSRC an attacker sends
+                if known is None:
+                    router.ssrc_table.pop(packet.ssrc, None)
+                else:
+                    router.ssrc_table[packet.ssrc] = known
         if receiver is None:
             counters["dropped_unknown_ssrc"] += 1
             _ratelog.warning("unknown_ssrc", "RTP from unknown SSRC %d dropped", packet.ssrc)
             return
-        await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
+        try:
+            await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
+        except Exception as e:  # a bug, not bad input: count and log it, keep the PC
+            counters["rtp_handler_errors"] += 1
+            _ratelog.warning("rtp_handler", "RTP packet (SSRC %d) dropped on an error: %r", packet.ssrc, e)
+
+    async def _handle_rtcp_data(self, data: bytes) -> None:
+        try:
+            packets = RtcpPacket.parse(data)
+        except ValueError:
+            counters["dropped_malformed_rtcp"] += 1
+            _ratelog.warning("malformed_rtcp", "malformed RTCP dropped (%d bytes)", len(data))
+            return
+        for packet in packets:
+            for recipient in self._rtp_router.route_rtcp(packet):
+                try:
+                    await recipient._handle_rtcp_packet(packet)
+                except Exception as e:
+                    counters["rtcp_handler_errors"] += 1
+                    _ratelog.warning(
+                        "rtcp_handler", "RTCP %s dropped on an error: %r", type(packet).__name__, e
+                    )
 
 
 def tap_transport(transport: RTCDtlsTransport) -> None:
@@ -238,6 +273,7 @@ class TapReceiver(RTCRtpReceiver):
         self._rid_id: int | None = None
         self._rrid_id: int | None = None
         self.counters: Counter[str] = Counter()
+        self._learned: set[int] = set()
 
     async def receive(self, parameters: RTCRtpReceiveParameters) -> None:
         if self._RTCRtpReceiver__started:
@@ -274,7 +310,7 @@ class TapReceiver(RTCRtpReceiver):
         streams: dict[int, StreamStatistics] = self._RTCRtpReceiver__remote_streams
         stats = streams.get(packet.ssrc)
         if stats is None:
-            if len(streams) >= 16:  # a publisher m-line carries at most 3 layers (+ RTX)
+            if len(streams) >= MAX_LEARNED_SSRCS:  # a publisher m-line carries at most 3 layers (+ RTX)
                 self.counters["dropped_too_many_ssrcs"] += 1
                 return
             stats = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
@@ -304,6 +340,27 @@ class TapReceiver(RTCRtpReceiver):
                 await self._send_rtcp_nack(header.ssrc, tracker.missing_list())
         if self.sink is not None:
             await self.sink.on_rtp(raw, header, self.ssrc_rid.get(header.ssrc))
+
+    def admit(self, ssrc: int) -> bool:
+        """Whether an SSRC not yet routed here may be: a signalled one (a=ssrc) always; when the publisher
+        signalled none (rid simulcast), up to MAX_LEARNED_SSRCS learned ones."""
+        params = self.params
+        if params is None:
+            return False
+        signalled: set[int] = set()
+        for encoding in params.encodings:
+            if encoding.ssrc:
+                signalled.add(encoding.ssrc)
+            if encoding.rtx and encoding.rtx.ssrc:
+                signalled.add(encoding.rtx.ssrc)
+        if signalled:
+            return ssrc in signalled
+        if ssrc in self._learned:
+            return True
+        if len(self._learned) >= MAX_LEARNED_SSRCS:
+            return False
+        self._learned.add(ssrc)
+        return True
 
     def _unwrap_rtx(
         self, raw: bytes, header: rtp.RtpHeader, codec: RTCRtpCodecParameters, ssrc: int

@@ -20,6 +20,7 @@ def test_pinned_versions() -> None:
 
 def test_private_names_exist() -> None:
     assert inspect.iscoroutinefunction(RTCDtlsTransport._handle_rtp_data)
+    assert inspect.iscoroutinefunction(RTCDtlsTransport._handle_rtcp_data)
     assert inspect.iscoroutinefunction(RTCDtlsTransport._send_rtp)
     assert hasattr(RTCPeerConnection, "_RTCPeerConnection__connect")
     assert inspect.iscoroutinefunction(RTCRtpReceiver._send_rtcp_pli)

@@ -3,76 +3,25 @@ subscribers decode what the worker forwards (raw passthrough, per-subscriber rew
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
-import numpy as np
 import pytest
-from aiortc import (
-    MediaStreamTrack,
-    RTCConfiguration,
-    RTCPeerConnection,
-    RTCSessionDescription,
-    VideoStreamTrack,
-)
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
-from av import VideoFrame
 
 from actors.settings import MediaSettings
 from actors.worker import MediaWorker
+from tests.unit.media_peers import (
+    Client,
+    ColourTrack,
+    negotiate,
+    new_pc,
+    new_subscriber,
+    track_stats,
+    until,
+)
 
 NAME = "media:test/media"
-COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
-TIMEOUT = 10.0
-
-
-class ColourTrack(VideoStreamTrack):
-    """320x240 frames of one solid colour, switching colour every 10 frames."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-
-    async def recv(self) -> VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        rgb = COLOURS[(self.count // 10) % len(COLOURS)]
-        self.count += 1
-        image = np.zeros((240, 320, 3), dtype=np.uint8)
-        image[:, :] = rgb
-        frame = VideoFrame.from_ndarray(image, format="rgb24")
-        frame.pts, frame.time_base = pts, time_base
-        return frame
-
-
-def dominant(frame: VideoFrame) -> int | None:
-    """Index in COLOURS of the frame's colour, None if it is no clear primary colour."""
-    mean = frame.to_ndarray(format="rgb24").reshape(-1, 3).mean(axis=0)
-    index = int(np.argmax(mean))
-    return index if mean[index] > 150 and sorted(mean)[1] < 80 else None
-
-
-@dataclass
-class Client:
-    sid: str
-    pc: RTCPeerConnection
-    frames: list[int | None] = field(default_factory=list)
-    audio_frames: int = 0
-    tasks: list["asyncio.Task[None]"] = field(default_factory=list)
-
-    def on_track(self, track: MediaStreamTrack) -> None:
-        self.tasks.append(asyncio.ensure_future(self._consume(track)))
-
-    async def _consume(self, track: MediaStreamTrack) -> None:
-        try:
-            while True:
-                frame = await track.recv()
-                if track.kind == "video":
-                    assert isinstance(frame, VideoFrame)
-                    self.frames.append(dominant(frame))
-                else:
-                    self.audio_frames += 1
-        except Exception:
-            return
 
 
 @dataclass
@@ -82,40 +31,6 @@ class Setup:
     video_sid: str
     audio_sid: str
     subs: dict[str, Client]
-
-
-def new_pc() -> RTCPeerConnection:
-    return RTCPeerConnection(RTCConfiguration(iceServers=[]))
-
-
-async def negotiate(worker: MediaWorker, client: Client) -> None:
-    offer = await worker.subscriber_offer(client.sid)
-    await client.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
-    await client.pc.setLocalDescription(await client.pc.createAnswer())
-    await worker.subscriber_answer(client.sid, client.pc.localDescription.sdp)
-
-
-async def until(predicate: Any, limit: float = TIMEOUT) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not predicate():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
-async def new_subscriber(worker: MediaWorker, sid: str, tracks: list[str]) -> Client:
-    await worker.add_participant("r", sid, sid)
-    client = Client(sid, new_pc())
-    client.pc.on("track", client.on_track)
-    for track_sid in tracks:
-        await worker.subscribe(sid, track_sid, "PA_alice")
-    await negotiate(worker, client)
-    return client
-
-
-def track_stats(stats: dict[str, Any], track_sid: str) -> dict[str, Any]:
-    result: dict[str, Any] = stats["tracks"][track_sid]
-    return result
 
 
 @pytest.fixture(scope="module")
