@@ -95,6 +95,8 @@ class TrackForwarder:
         elif isinstance(command, SetMuted):
             self._info.muted = command.muted
             await _worker(self._publisher_worker).set_track_muted.remote(self._info.sid, command.muted)
+            for worker in self._relays:  # their copies restart on a keyframe when unmuted
+                await _quietly(_worker(worker).set_track_muted.remote(self._info.sid, command.muted))
             log.info("%s: %s", self, "muted" if command.muted else "unmuted")
         else:
             await self._close()
@@ -103,25 +105,41 @@ class TrackForwarder:
         if command.sub_sid in self._subscribers:
             return
         if command.worker != self._publisher_worker and command.worker not in self._relays:
-            receiver = _worker(command.worker)
-            await receiver.expect_relay.remote(
-                self._info.sid,
-                self._publisher_sid,
-                "audio" if self._info.type == models.TrackType.AUDIO else "video",
-                self._info.mime_type,
-                self._publisher_worker,
-                [layer.rid for layer in self._info.layers if layer.rid],
-            )
-            address = await receiver.relay_address.remote()
-            await _worker(self._publisher_worker).add_relay.remote(self._info.sid, command.worker, address)
-            self._relays.add(command.worker)
-            log.info("%s: relaying to %s", self, command.worker)
+            try:
+                await self._start_relay(command.worker)
+            except (RaysfuError, ray.exceptions.RayError) as exc:
+                log.warning(
+                    "%s: cannot relay to %s, %s not subscribed: %s",
+                    self,
+                    command.worker,
+                    command.sub_sid,
+                    unwrap(exc),
+                )
+                return
         self._subscribers[command.sub_sid] = _Subscriber(command.participant, command.worker)
         log.info("%s: %s subscribes on %s", self, command.sub_sid, command.worker)
         try:
             await command.participant.subscribe_track.remote(self._info, self._publisher_sid)
         except ray.exceptions.RayActorError:
             await self._unsubscribe(command.sub_sid, notify=False)
+
+    async def _start_relay(self, worker: str) -> None:
+        """Have the publisher's worker send one copy of the track to `worker`."""
+        source_worker = _worker(self._publisher_worker)
+        source = await source_worker.relay_source.remote(self._info.sid)
+        address = await _worker(worker).expect_relay.remote(
+            self._info.sid,
+            self._publisher_sid,
+            "audio" if self._info.type == models.TrackType.AUDIO else "video",
+            self._publisher_worker,
+            [layer.rid for layer in self._info.layers if layer.rid],
+            source,
+        )
+        if self._info.muted:
+            await _worker(worker).set_track_muted.remote(self._info.sid, True)
+        await source_worker.add_relay.remote(self._info.sid, worker, address)
+        self._relays.add(worker)
+        log.info("%s: relaying to %s", self, worker)
 
     async def _unsubscribe(self, sub_sid: str, notify: bool) -> None:
         sub = self._subscribers.pop(sub_sid, None)

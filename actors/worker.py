@@ -2,7 +2,8 @@
 
 Data between workers goes through `deliver_data` calls (one per packet per destination worker), ordered
 per sending worker. RTP is forwarded by the media plane (actors/media/plane.py): raw bytes from the
-publisher's tap receiver to each subscriber's passthrough sender, never through a Ray call.
+publisher's tap receiver to each subscriber's passthrough sender, and one UDP copy per track to each other
+worker with subscribers of it (actors/media/relay.py), never through a Ray call.
 """
 
 import logging
@@ -11,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import ray
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from actors import logs
 from actors.directory import Directory, Member
@@ -21,9 +21,10 @@ from actors.media.data import DataPacketRefused, route
 from actors.media.ice import parse_candidate_init, restrict_host_addresses, rtc_configuration
 from actors.media.links import Outgoing, WorkerLinks
 from actors.media.peer import PUBLISHER, SUBSCRIBER, ParticipantPeers
-from actors.media.plane import MediaPlane, PublisherAnswer
+from actors.media.plane import MediaPlane, PublisherAnswer, RelaySource
 from actors.media.ratelog import RateLimitedLog
-from actors.naming import NAMESPACE
+from actors.media.relay import Address
+from actors.placement import actor_options
 from actors.settings import MediaSettings
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ class MediaWorker:
         self._refused_senders: set[str] = set()  # sids whose "no permission" drop was logged already
         self._ratelog = RateLimitedLog(log)
         self._media = MediaPlane(name, self._peer)
+        # Where other workers reach this one's relay socket (127.0.0.1 on a dev server).
+        self._node_ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
 
     def __repr__(self) -> str:
         return self.name
@@ -102,6 +105,29 @@ class MediaWorker:
     async def stop_track(self, track_sid: str) -> None:
         await self._media.stop_track(track_sid)
 
+    async def relay_source(self, track_sid: str) -> RelaySource:
+        return await self._media.relay_source(track_sid, self._node_ip)
+
+    async def expect_relay(
+        self,
+        track_sid: str,
+        publisher_sid: str,
+        kind: str,
+        source_worker: str,
+        rids: list[str],
+        source: RelaySource,
+    ) -> Address:
+        """Take a copy of a track published on `source_worker`; returns the address to send it to."""
+        return await self._media.expect_relay(
+            track_sid, publisher_sid, kind, source_worker, rids, source, self._node_ip
+        )
+
+    async def add_relay(self, track_sid: str, worker: str, address: Address) -> None:
+        self._media.add_relay(track_sid, worker, address)
+
+    async def remove_relay(self, track_sid: str, worker: str) -> None:
+        self._media.remove_relay(track_sid, worker)
+
     async def subscribe(self, sub_sid: str, track_sid: str, publisher_sid: str) -> None:
         await self._media.subscribe(sub_sid, track_sid, publisher_sid)
 
@@ -114,7 +140,7 @@ class MediaWorker:
         await self._media.set_subscription_settings(sub_sid, track_sid, disabled, quality, width, height)
 
     async def media_stats(self) -> dict[str, Any]:
-        return self._media.stats()
+        return {**self._media.stats(), "participants": sorted(self._peers)}
 
     async def add_ice_candidate(self, sid: str, target: int, candidate_init: str) -> None:
         peers = self._peer(sid)
@@ -203,13 +229,5 @@ class MediaWorker:
 
 def create_media_worker(name: str, settings: MediaSettings, node_id: str | None = None) -> Any:
     """Start the named, detached MediaWorker actor, pinned to `node_id` when given; returns its handle."""
-    options: dict[str, Any] = {
-        "name": name,
-        "namespace": NAMESPACE,
-        "num_cpus": 0,
-        "lifetime": "detached",
-        "max_concurrency": MAX_CONCURRENCY,
-    }
-    if node_id is not None:
-        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
+    options = actor_options(name, node_id, max_concurrency=MAX_CONCURRENCY)
     return ray.remote(MediaWorker).options(**options).remote(name, settings)

@@ -1,11 +1,13 @@
-"""The RTP media plane of one MediaWorker: publishers' up tracks, subscribers' down tracks, REMB policy.
+"""The RTP media plane of one MediaWorker: publishers' up tracks, subscribers' down tracks, relays, REMB.
 
 The worker (actors/worker.py) exposes this as Ray actor methods; everything here runs on the worker's
-event loop and never makes a Ray call per packet.
+event loop and never makes a Ray call per packet. An up track is local (its publisher's PC is here) or a
+relayed copy of a track published on another worker (actors/media/relay.py).
 """
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +20,15 @@ from actors.media import hooks
 from actors.media.codecs import codec_key
 from actors.media.downtrack import DownTrack
 from actors.media.peer import ParticipantPeers
+from actors.media.ratelog import RateLimitedLog
+from actors.media.relay import Address, RelayOut, RelaySocket
 from actors.media.rtcp import REMB_CEILING, remb_target
 from actors.media.rtp import REPAIRED_RID_URI, RID_URI
 from actors.media.sdp import OfferSection, accept_simulcast, offer_sections
 from actors.media.uptrack import CodecInfo, TrackParams, UpTrack
 
 log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)
 
 REMB_INTERVAL = 1.0  # seconds between REMBs to each video publisher
 
@@ -43,6 +48,14 @@ class PublisherAnswer:
     sdp: str
     bound: list[BoundTrack]
     ended: list[str]  # track sids whose m-line the client stopped
+
+
+@dataclass(frozen=True)
+class RelaySource:
+    """What a receiving worker needs to take a relayed copy of a track: where it comes from, its codecs."""
+
+    address: Address
+    params: TrackParams
 
 
 @dataclass
@@ -65,6 +78,9 @@ class MediaPlane:
         self.downs: dict[tuple[str, str], DownTrack] = {}  # (subscriber sid, track sid)
         self._sub_transceivers: dict[str, dict[str, RTCRtpTransceiver]] = {}
         self._remb_task: asyncio.Task[None] | None = None
+        self.counters: Counter[str] = Counter()
+        self.relay = RelaySocket(self.counters, self._on_relay_keyframe_request)
+        self._pending: set[asyncio.Task[None]] = set()  # keyframe requests from receiving workers
         hooks.install()
 
     # ----- publishing -----
@@ -187,12 +203,83 @@ class MediaPlane:
         published = self.published.pop(track_sid, None)
         if published is not None:
             published.receiver.sink = None
+        self.relay.forget(track_sid)
         if up is None:
             return
         up.closed = True
         up.relay = None
         for sub_sid in list(up.downs):
             await self.unsubscribe(sub_sid, track_sid)
+
+    # ----- relaying between workers -----
+
+    async def relay_source(self, track_sid: str, host: str) -> RelaySource:
+        """This worker's side of relaying a local track: its relay address and the track's codecs."""
+        up = self.ups.get(track_sid)
+        if up is None or up.relayed_from is not None or up.params is None:
+            raise NotFoundError(f"track {track_sid} is not published on {self.name}")
+        return RelaySource(await self.relay.open(host), up.params)
+
+    async def expect_relay(
+        self,
+        track_sid: str,
+        publisher_sid: str,
+        kind: str,
+        source_worker: str,
+        rids: list[str],
+        source: RelaySource,
+        host: str,
+    ) -> Address:
+        """Create the local copy of a track published on `source_worker`; returns where to send it."""
+        address = await self.relay.open(host)
+        up = self.ups.get(track_sid)
+        if up is None:
+
+            async def request_upstream(rid: str | None, ssrc: int | None) -> None:
+                self.relay.request_keyframe(track_sid, rid, source.address)
+
+            up = UpTrack(
+                track_sid,
+                publisher_sid,
+                kind,
+                source.params.codecs[0].mime_type,
+                rids,
+                request_upstream,
+                relayed_from=source_worker,
+            )
+            up.set_params(source.params)
+            self.ups[track_sid] = up
+            log.info("%s: %r relayed from %s", self.name, up, source_worker)
+        self.relay.expect(up, source.address)
+        return address
+
+    def add_relay(self, track_sid: str, worker: str, address: Address) -> None:
+        up = self.ups.get(track_sid)
+        if up is None or up.relayed_from is not None:
+            raise NotFoundError(f"track {track_sid} is not published on {self.name}")
+        if not isinstance(up.relay, RelayOut):
+            up.relay = RelayOut(track_sid, self.relay)
+        up.relay.add(worker, address)
+        log.info("%s: relaying %s to %s at %s:%d", self.name, track_sid, worker, *address)
+
+    def remove_relay(self, track_sid: str, worker: str) -> None:
+        up = self.ups.get(track_sid)
+        if up is None or not isinstance(up.relay, RelayOut):
+            return
+        up.relay.remove(worker)
+        if not up.relay:
+            up.relay = None
+        log.info("%s: stopped relaying %s to %s", self.name, track_sid, worker)
+
+    def _on_relay_keyframe_request(self, track_sid: str, rid: str | None, source: Address) -> None:
+        up = self.ups.get(track_sid)
+        if up is None or not isinstance(up.relay, RelayOut) or not up.relay.sends_to(source):
+            self.counters["relay_dropped_unexpected"] += 1
+            _ratelog.warning("keyframe", "keyframe request for %s from %s not expected", track_sid, source)
+            return
+        task = asyncio.get_running_loop().create_task(up.request_keyframe(rid))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
 
     # ----- subscribing -----
 
@@ -288,6 +375,7 @@ class MediaPlane:
     async def close(self) -> None:
         if self._remb_task is not None:
             self._remb_task.cancel()
+        self.relay.close()
 
     # ----- stats -----
 
@@ -295,4 +383,5 @@ class MediaPlane:
         return {
             "tracks": {sid: up.stats() for sid, up in self.ups.items()},
             "drops": dict(hooks.counters),
+            "relay": dict(self.counters),
         }

@@ -9,16 +9,18 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from actors.media import rtp
 from actors.media.codecs import keyframe_detector, vp8_resolution
+from actors.media.ratelog import RateLimitedLog
 from actors.media.rtcp import KEYFRAME_INTERVAL, RateLimiter
 
 if TYPE_CHECKING:
     from actors.media.downtrack import DownTrack
 
 log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)
 
 DIGEST_LIMIT = 5000  # payload digests kept per track (ingress) and per down track (egress), for tests
 LAYER_ACTIVE = 1.0  # seconds since a layer's last packet for it to count as active
@@ -56,8 +58,16 @@ def digest(payload: bytes | bytearray | memoryview) -> str:
 
 # (rid, media ssrc or None) -> send a keyframe request upstream
 KeyframeSink = Callable[[str | None, int | None], Awaitable[None]]
-# raw packet, rid -> copies for other workers (never blocks)
-RelaySink = Callable[[bytes, str | None], None]
+
+
+class RelaySink(Protocol):
+    """Copies of the track for other workers (actors/media/relay.py)."""
+
+    def send(self, raw: bytes, rid: str | None) -> None:
+        """Send one packet to every receiving worker; never blocks, never raises on a full socket."""
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        """{receiving worker: {"packets": n, "dropped": n}}."""
 
 
 class UpTrack:
@@ -69,6 +79,7 @@ class UpTrack:
         mime_type: str,
         rids: list[str],
         request_upstream: KeyframeSink,
+        relayed_from: str | None = None,
     ) -> None:
         self.track_sid = track_sid
         self.publisher_sid = publisher_sid
@@ -81,6 +92,8 @@ class UpTrack:
         self.downs: dict[str, DownTrack] = {}
         self.layers: dict[str | None, Layer] = {}
         self.relay: RelaySink | None = None
+        self.relayed_from = relayed_from  # the publisher's worker when this is a relayed copy
+        self.forward_errors = 0
         self.packets_in = 0
         self.bytes_in = 0
         self.keyframes_in = 0
@@ -132,9 +145,13 @@ class UpTrack:
         if len(self.digests_in) < DIGEST_LIMIT and header.payload_length:
             self.digests_in.append(digest(payload))
         if self.relay is not None:
-            self.relay(raw, rid)
+            self.relay.send(raw, rid)
         for down in list(self.downs.values()):
-            await down.forward(raw, header, rid, is_keyframe, now)
+            try:
+                await down.forward(raw, header, rid, is_keyframe, now)
+            except Exception as e:  # a bug in one subscriber's path must not starve the others
+                self.forward_errors += 1
+                _ratelog.warning("forward", "%r: forwarding to %s failed: %r", self, down.sub_sid, e)
 
     async def request_keyframe(self, rid: str | None = None) -> None:
         """Ask the publisher for a keyframe of layer `rid`, at most once per KEYFRAME_INTERVAL per layer."""
@@ -169,11 +186,14 @@ class UpTrack:
             "kind": self.kind,
             "mime_type": self.mime_type,
             "publisher": self.publisher_sid,
+            "relayed_from": self.relayed_from,
             "muted": self.muted,
             "packets_in": self.packets_in,
             "bytes_in": self.bytes_in,
             "keyframes_in": self.keyframes_in,
             "keyframe_requests": self.keyframe_requests,
+            "forward_errors": self.forward_errors,
+            "relay_out": self.relay.stats() if self.relay is not None else {},
             "layers": {
                 str(rid): {
                     "ssrc": la.ssrc,

@@ -33,6 +33,7 @@ from tests.interop.media import (
     media_stats,
     payload_mismatch,
     relay_packets,
+    track_stats,
     worker_of,
 )
 from tests.interop.sdk import Connect, Events, Server, wait_for
@@ -358,6 +359,20 @@ async def test_room_across_two_workers_relays_one_copy_per_track(
             await asyncio.gather(
                 assert_receives_pattern(bob_rx, pub, "alice"), assert_receives_pattern(carol_rx, pub, "alice")
             )
+            # A mute reaches the copies too, and after the unmute they restart on a fresh keyframe.
+            assert pub.video_track is not None
+            events = Events(carol, "track_muted", "track_unmuted")
+            pub.video_track.mute()
+            await events.wait("track_muted", lambda p, pb: pb.sid == video_sid)
+            quiet_from = time.monotonic() + GRACE
+            await asyncio.sleep(GRACE + QUIET)
+            for rx in (bob_rx, carol_rx):
+                assert rx.video("alice").frames(since=quiet_from) == 0, rx.report(since=quiet_from)
+            resumed = time.monotonic()
+            pub.video_track.unmute()
+            await events.wait("track_unmuted", lambda p, pb: pb.sid == video_sid)
+            for rx in (bob_rx, carol_rx):
+                await rx.wait_frames(10, 10.0, identity="alice", since=resumed, where=readable)
             await pub.stop()
             await asyncio.sleep(1.0)
             stats = await media_stats(dashboard_port)
@@ -379,6 +394,24 @@ async def test_room_across_two_workers_relays_one_copy_per_track(
                 assert 0 < relayed <= ingress, f"one copy per receiving worker expected; {detail}"
                 assert fanned_out > relayed, f"the receiving worker should fan the copy out; {detail}"
                 assert payload_mismatch(stats, receiving, sid, sids["bob"]) == ""
+
+            # The copies stop when the receiving worker's last subscriber leaves.
+            for client in (bob, carol):
+                await client.disconnect()
+            deadline = time.monotonic() + 10.0
+            while True:
+                stats = await media_stats(dashboard_port)
+                left = {
+                    sid: (
+                        track_stats(stats, workers["alice"], sid)["relay_out"],
+                        sid in stats[receiving]["tracks"],
+                    )
+                    for sid in (video_sid, audio_sid)
+                }
+                if all(out == {} and not copy for out, copy in left.values()):
+                    break
+                assert time.monotonic() < deadline, f"relays still up after bob and carol left: {left}"
+                await asyncio.sleep(0.5)
         finally:
             await media.close()
             for room in rooms:
