@@ -8,13 +8,8 @@ import contextlib
 import os
 import re
 import secrets
-import signal
 import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +19,7 @@ from livekit import api as lkapi
 from livekit import rtc
 from playwright.async_api import Browser, Page
 
+from bench.server import can_bind, start_dev_server, stop_dev_server, wait_healthy
 from tests.interop.browser import launch_chromium, serve_page
 from tests.interop.media import MediaSession
 from tests.interop.sdk import Connect, MintToken, Server
@@ -38,18 +34,9 @@ STOP_TIMEOUT = 20.0
 SERVER_KEY = pytest.StashKey[Server]()
 
 
-def _can_bind(address: str, port: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> bool:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        try:
-            sock.bind((address, port))
-        except OSError:
-            return False
-        return True
-
-
 def _ice_address() -> str:
     address = os.environ.get("RAYSFU_TEST_ICE_ADDRESS", NETNS_ICE_ADDRESS)
-    if not _can_bind(address, 0, socket.SOCK_DGRAM):
+    if not can_bind(address, 0, socket.SOCK_DGRAM):
         pytest.fail(
             f"the test ICE address {address} is not an address of this machine. The SDKs' WebRTC engine "
             "ignores loopback, so the interop tests run inside a private network namespace that has "
@@ -62,16 +49,8 @@ def _ice_address() -> str:
 
 
 def _require_free_port(port: int) -> None:
-    if not _can_bind("127.0.0.1", port):
+    if not can_bind("127.0.0.1", port):
         pytest.fail(f"port {port} is taken: is another raysfu server running?", pytrace=False)
-
-
-def _healthy(http_url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{http_url}/healthz", timeout=2) as response:
-            return bool(response.status == 200 and response.read().strip() == b"ok")
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 @contextlib.contextmanager
@@ -81,9 +60,6 @@ def running_server(
     """`raysfu serve --dev` as a subprocess, ready (GET /healthz == 200 "ok"); stopped with SIGTERM."""
     ice_address = _ice_address()
     _require_free_port(port)
-    raysfu = Path(sys.executable).with_name("raysfu")
-    if not raysfu.exists():
-        pytest.fail(f"{raysfu} not found: install the project with `pip install -e '.[test]'`", pytrace=False)
     srv = Server(
         url=f"ws://127.0.0.1:{port}",
         http_url=f"http://127.0.0.1:{port}",
@@ -91,34 +67,14 @@ def running_server(
         api_secret=API_SECRET,
         log_path=log_dir / "raysfu.log",
     )
-    command = [
-        str(raysfu), "serve", "--dev", "--ice-address", ice_address,
-        "--port", str(port), "--dashboard-port", str(dashboard_port), *extra_args,
-    ]  # fmt: skip
-    with srv.log_path.open("wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            start_new_session=True,  # Ctrl-C reaches pytest only; the teardown stops the server
-        )
     try:
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not _healthy(srv.http_url):
-            if process.poll() is not None:
-                pytest.fail(
-                    f"{' '.join(command)} exited with code {process.returncode} before it was ready; "
-                    f"its log ({srv.log_path}) ends:\n{srv.log_tail()}",
-                    pytrace=False,
-                )
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"{srv.http_url}/healthz did not answer 200 'ok' within {READY_TIMEOUT:.0f} s; "
-                    f"the server log ({srv.log_path}) ends:\n{srv.log_tail()}",
-                    pytrace=False,
-                )
-            time.sleep(0.2)
+        process = start_dev_server(port, dashboard_port, ice_address, srv.log_path, extra_args)
+    except FileNotFoundError as e:
+        pytest.fail(str(e), pytrace=False)
+    try:
+        failure = wait_healthy(process, srv.http_url, READY_TIMEOUT)
+        if failure:
+            pytest.fail(f"{failure}; its log ({srv.log_path}) ends:\n{srv.log_tail()}", pytrace=False)
         yield srv, process
     finally:
         stop_server(process, srv)
@@ -134,24 +90,9 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 def stop_server(process: "subprocess.Popen[bytes]", srv: Server) -> None:
     """SIGTERM; the server must exit with 0 within STOP_TIMEOUT."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            pytest.fail(
-                f"the server did not exit within {STOP_TIMEOUT:.0f} s of SIGTERM (killed); its log ends:\n"
-                f"{srv.log_tail()}",
-                pytrace=False,
-            )
-    if process.returncode != 0:
-        pytest.fail(
-            f"the server exited with code {process.returncode} after SIGTERM; its log ends:\n"
-            f"{srv.log_tail()}",
-            pytrace=False,
-        )
+    failure = stop_dev_server(process, STOP_TIMEOUT)
+    if failure:
+        pytest.fail(f"{failure}; its log ends:\n{srv.log_tail()}", pytrace=False)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,0 +1,473 @@
+"""The scenarios: join (official SDK), audio-room, fanout, relay (light generator), each against raysfu and,
+for audio-room and fanout, against Janus side by side."""
+
+import asyncio
+import json
+import logging
+import math
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import rtp, stats
+from bench.janus import JanusPeer, JanusSession, create_room, running_janus
+from bench.livekit_peer import LiveKitPeer
+from bench.measure import Window, measure_window, server_pss_mb
+from bench.result import ScenarioError, new_result
+from bench.rtp_peer import StreamCounter, summary
+from bench.server import Server, running_raysfu
+
+log = logging.getLogger(__name__)
+
+MEDIA_WAIT = 30.0  # seconds for every subscriber to receive its first packet of every stream
+WARMUP = 2.0
+JOIN_BATCH = 5  # light peers joining at once
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: float
+    log_dir: Path
+    smoke: bool = False
+
+
+# ----- join (official SDK) ----------------------------------------------------------------------------
+
+
+async def _sdk_join(server: Server, identity: str, room: str) -> tuple[Any, float]:
+    from livekit import rtc  # the SDK is a test extra; imported only by this scenario
+
+    started = time.monotonic_ns()
+    jwt = server.token(identity, room)
+    client = rtc.Room()
+    await client.connect(server.url, jwt)
+    return client, (time.monotonic_ns() - started) / 1e6
+
+
+async def _join_run(server: Server, sequential: int, concurrent: int, idle_s: float) -> dict[str, Any]:
+    base = await server_pss_mb(server.pid)
+    room = f"join-seq-{secrets.token_hex(3)}"
+    clients: list[Any] = []
+    seq_ms: list[float] = []
+    cpu_start = await asyncio.to_thread(_tree_cpu_now, server.pid)
+    t0 = time.monotonic()
+    for i in range(sequential):
+        client, ms = await _sdk_join(server, f"p{i}", room)
+        clients.append(client)
+        seq_ms.append(ms)
+        if (i + 1) % 20 == 0:
+            print(f"   {i + 1} sequential joins, last {ms:.0f} ms", file=sys.stderr, flush=True)
+    seq_wall = time.monotonic() - t0
+    join_cpu_s = (await asyncio.to_thread(_tree_cpu_now, server.pid)) - cpu_start
+    await asyncio.sleep(2)  # let the last participant updates settle
+    with_n = await server_pss_mb(server.pid)
+    idle = await measure_window(server.pid, idle_s)
+    for client in clients:
+        await client.disconnect()
+    room2 = f"join-conc-{secrets.token_hex(3)}"
+    t1 = time.monotonic()
+    outcomes = await asyncio.gather(
+        *(_sdk_join(server, f"c{i}", room2) for i in range(concurrent)), return_exceptions=True
+    )
+    conc_wall = time.monotonic() - t1
+    joined = [o for o in outcomes if not isinstance(o, BaseException)]
+    failures = [f"{type(o).__name__}: {o}" for o in outcomes if isinstance(o, BaseException)]
+    conc_ms = [ms for _, ms in joined]
+    for client, _ in joined:
+        await client.disconnect()
+    return {
+        "pss_base_mb": round(base, 1),
+        "pss_with_n_mb": round(with_n, 1),
+        "sequential_ms": seq_ms,
+        "sequential_wall_s": seq_wall,
+        "sequential_server_cpu_s": join_cpu_s,
+        "concurrent_ms": conc_ms,
+        "concurrent_wall_s": conc_wall,
+        "concurrent_failures": failures,
+        "idle": idle,
+    }
+
+
+def _tree_cpu_now(pid: int) -> float:
+    from bench.proc import CLOCK_TICKS, descendants, read_stats
+
+    all_stats = read_stats()
+    return sum(all_stats[p].utime + all_stats[p].stime for p in descendants(all_stats, pid)) / CLOCK_TICKS
+
+
+def run_join(opts: Options) -> dict[str, Any]:
+    sequential, concurrent = (10, 5) if opts.smoke else (100, 20)
+    idle_s = min(opts.duration, 10.0)
+    result = new_result("join", sequential=sequential, concurrent=concurrent, client="livekit python SDK")
+    with running_raysfu(opts.log_dir / "join") as server:
+        run = asyncio.run(_join_run(server, sequential, concurrent, idle_s))
+    seq, conc = run["sequential_ms"], run["concurrent_ms"]
+    idle: Window = run["idle"]
+    result.update(
+        join_ms_p50=stats.rounded(stats.percentile(seq, 50), 1),
+        join_ms_p99=stats.rounded(stats.percentile(seq, 99), 1),
+        join_concurrent_ms_p50=stats.rounded(stats.percentile(conc, 50), 1),
+        join_concurrent_ms_p99=stats.rounded(stats.percentile(conc, 99), 1),
+        join_concurrent_wall_s=round(run["concurrent_wall_s"], 2),
+        join_concurrent_failed=len(run["concurrent_failures"]),
+        join_concurrent_errors=sorted(set(run["concurrent_failures"]))[:5],
+        join_sequential_wall_s=round(run["sequential_wall_s"], 2),
+        server_cpu_ms_per_join=round(run["sequential_server_cpu_s"] * 1000 / sequential, 1),
+        pss_mb_server_idle=run["pss_base_mb"],
+        pss_mb_server_with_n=run["pss_with_n_mb"],
+        pss_mb_per_participant=round((run["pss_with_n_mb"] - run["pss_base_mb"]) / sequential, 2),
+        idle_server_cpu_pct_with_n=round(idle.server_cpu_s * 100 / idle.seconds, 1),
+        sdk_client_cpu_ms_per_s_idle=round(idle.generator_cpu_s * 1000 / idle.seconds / sequential, 2),
+        join_ms_all_sequential=[round(x, 1) for x in seq],
+        join_ms_all_concurrent=[round(x, 1) for x in conc],
+    )
+    result["notes"].append(
+        "join time = token minted -> rtc.Room.connect() returned (signalling + subscriber PC connected); "
+        "PSS per participant = (server tree PSS with all sequential joiners connected - before) / N"
+    )
+    return result
+
+
+# ----- media scenarios (light generator) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MediaPlan:
+    scenario: str
+    n: int  # audio-room: participants (all publish audio); fanout/relay: subscribers (+1 video publisher)
+    video_bitrate: int = 1_500_000
+    fps: int = 30
+    keyframe_every_s: float = 3.0
+
+    @property
+    def is_audio_room(self) -> bool:
+        return self.scenario == "audio-room"
+
+    @property
+    def participants(self) -> int:
+        return self.n if self.is_audio_room else self.n + 1
+
+    @property
+    def published_tracks(self) -> int:
+        return self.n if self.is_audio_room else 1
+
+    @property
+    def expected_streams(self) -> int:
+        """Forwarded streams in total (subscriber x track)."""
+        return self.n * (self.n - 1) if self.is_audio_room else self.n
+
+    def video(self) -> rtp.VideoSource:
+        return rtp.VideoSource(
+            bitrate=self.video_bitrate, fps=self.fps, keyframe_every_s=self.keyframe_every_s
+        )
+
+
+@dataclass
+class MediaRun:
+    join_ms: list[float]
+    first_media_ms: list[float]
+    counters: list[StreamCounter]
+    window: Window
+    pss_base: float
+    pss_joined: float
+    pss_media: float
+    sent_packets: int
+    late_ticks: int
+    keyframe_requests: int
+    extra: dict[str, Any]
+
+
+async def _wait_media(counters: Callable[[], list[StreamCounter]], expected: int) -> bool:
+    deadline = time.monotonic() + MEDIA_WAIT
+    while time.monotonic() < deadline:
+        live = [c for c in counters() if c.packets > 0]
+        if len(live) >= expected:
+            return True
+        await asyncio.sleep(0.2)
+    return False
+
+
+async def _measure(
+    server_pid: int,
+    plan: MediaPlan,
+    duration: float,
+    counters: Callable[[], list[StreamCounter]],
+    senders: Callable[[], list[Any]],
+) -> tuple[Window, list[StreamCounter]]:
+    if not await _wait_media(counters, plan.expected_streams):
+        live = [c for c in counters() if c.packets > 0]
+        if not live:
+            raise ScenarioError(
+                f"no media forwarded: 0 of {plan.expected_streams} subscriber streams received a packet "
+                f"within {MEDIA_WAIT:.0f} s (is the media plane forwarding?)"
+            )
+        log.warning("only %d of %d streams receive media", len(live), plan.expected_streams)
+    await asyncio.sleep(WARMUP)
+    for c in counters():
+        c.reset()
+    for s in senders():
+        s.stats.late_ticks = 0
+    window = await measure_window(server_pid, duration)
+    return window, list(counters())
+
+
+async def _raysfu_media(server: Server, plan: MediaPlan, duration: float) -> MediaRun:
+    room = f"{plan.scenario}-{secrets.token_hex(3)}"
+    pss_base = await server_pss_mb(server.pid)
+    peers: list[LiveKitPeer] = []
+    join_ms: list[float] = []
+    try:
+        for start in range(0, plan.participants, JOIN_BATCH):
+            batch = [
+                LiveKitPeer(server.url, server.token(f"p{i}", room), f"p{i}")
+                for i in range(start, min(plan.participants, start + JOIN_BATCH))
+            ]
+            peers.extend(batch)
+            join_ms.extend(await asyncio.gather(*(p.connect() for p in batch)))
+        await asyncio.sleep(1)
+        pss_joined = await server_pss_mb(server.pid)
+        if plan.is_audio_room:
+            for p in peers:
+                await p.publish("audio", max_seconds=duration + 120)
+        else:
+            await peers[0].publish("video", video=plan.video(), max_seconds=duration + 120)
+        subscribers = peers if plan.is_audio_room else peers[1:]
+
+        return await _measured_run(
+            server.pid, plan, duration, peers, subscribers, join_ms, pss_base, pss_joined,
+            lambda: {"client_errors": sorted({e for p in peers for e in p.errors})[:10]},
+        )  # fmt: skip
+    finally:
+        await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+
+
+async def _measured_run(
+    pid: int,
+    plan: MediaPlan,
+    duration: float,
+    peers: Sequence[Any],
+    subscribers: Sequence[Any],
+    join_ms: list[float],
+    pss_base: float,
+    pss_joined: float,
+    extra: Callable[[], dict[str, Any]],
+) -> MediaRun:
+    """Measure a connected room (raysfu's or Janus's, same peers' interface) and gather its figures."""
+
+    def counters() -> list[StreamCounter]:
+        return [c for p in subscribers for c in p.counters.values() if c.kind in ("audio", "video")]
+
+    def senders() -> list[Any]:
+        return [s for p in peers for s in p.senders]
+
+    window, final = await _measure(pid, plan, duration, counters, senders)
+    pss_media = await server_pss_mb(pid)
+    return MediaRun(
+        join_ms=join_ms,
+        first_media_ms=[c.first_media_ms for c in final if c.first_media_ms is not None],
+        counters=final,
+        window=window,
+        pss_base=pss_base,
+        pss_joined=pss_joined,
+        pss_media=pss_media,
+        sent_packets=sum(s.stats.packets for s in senders()),
+        late_ticks=sum(s.stats.late_ticks for s in senders()),
+        keyframe_requests=sum(s.listener.requests for s in senders()),
+        extra=extra(),
+    )
+
+
+async def _janus_media(janus_pid: int, url: str, plan: MediaPlan, duration: float) -> MediaRun:
+    session = JanusSession(url)
+    await session.open()
+    room = 1000 + secrets.randbelow(100000)
+    peers: list[JanusPeer] = []
+    try:
+        pss_base = await server_pss_mb(janus_pid)
+        await create_room(session, room, publishers=max(plan.n, 2) + 1)
+        join_ms: list[float] = []
+        if plan.is_audio_room:
+            peers = [JanusPeer(session, room, i + 1, f"p{i}") for i in range(plan.n)]
+            for p in peers:
+                await p.publish(["audio"], max_seconds=duration + 120)
+            pss_joined = await server_pss_mb(janus_pid)
+            for p in peers:
+                t = time.monotonic_ns()
+                await p.subscribe([q.feed_id for q in peers if q is not p], started_ns=t)
+                join_ms.append(p.connect_ms or 0.0)
+            subscribers = peers
+        else:
+            publisher = JanusPeer(session, room, 1, "pub")
+            peers = [publisher]
+            await publisher.publish(["video"], video=plan.video(), max_seconds=duration + 120)
+            pss_joined = await server_pss_mb(janus_pid)
+            subscribers = [JanusPeer(session, room, i + 2, f"s{i}") for i in range(plan.n)]
+            peers.extend(subscribers)
+            for s in subscribers:
+                await s.subscribe([1], started_ns=time.monotonic_ns())
+                join_ms.append(s.connect_ms or 0.0)
+
+        return await _measured_run(
+            janus_pid, plan, duration, peers, subscribers, join_ms, pss_base, pss_joined, dict
+        )
+    finally:
+        await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+        await session.close()
+
+
+def _figures(plan: MediaPlan, run: MediaRun) -> dict[str, Any]:
+    total = summary(run.counters)
+    forwarded = int(total["unique_packets"])
+    w = run.window
+    lat = total["latencies_ms"]
+    return {
+        "cpu_us_per_forwarded_packet": stats.rounded(stats.cpu_us_per_packet(w.server_cpu_s, forwarded), 2),
+        "forwarded_pps": round(forwarded / w.seconds, 1),
+        "loss_pct": stats.rounded(stats.loss_pct(int(total["expected_packets"]), forwarded), 3),
+        "latency_ms_p50": stats.rounded(stats.percentile(lat, 50), 3),
+        "latency_ms_p99": stats.rounded(stats.percentile(lat, 99), 3),
+        "join_ms_p50": stats.rounded(stats.percentile(run.join_ms, 50), 1),
+        "join_ms_p99": stats.rounded(stats.percentile(run.join_ms, 99), 1),
+        "first_media_ms_p50": stats.rounded(stats.percentile(run.first_media_ms, 50), 1),
+        "first_media_ms_p99": stats.rounded(stats.percentile(run.first_media_ms, 99), 1),
+        "pss_mb_per_participant": round((run.pss_joined - run.pss_base) / plan.participants, 2),
+        "pss_mb_per_published_track": round((run.pss_media - run.pss_joined) / plan.published_tracks, 2),
+        "server_cpu_pct": round(w.server_cpu_s * 100 / w.seconds, 1),
+        "server_cpu_by_process_s": dict(list(w.server_cpu_by_process.items())[:12]),
+        "generator_cpu_pct": round(w.generator_cpu_s * 100 / w.seconds, 1),
+        "generator_cpu_ms_per_s_per_participant": round(
+            w.generator_cpu_s * 1000 / w.seconds / plan.participants, 3
+        ),
+        "window_s": round(w.seconds, 2),
+        "loadavg_at_end": [round(x, 2) for x in w.loadavg],
+        "streams_receiving": sum(1 for c in run.counters if c.packets > 0),
+        "streams_expected": plan.expected_streams,
+        "sent_packets_total": run.sent_packets,
+        "generator_late_ticks": run.late_ticks,
+        "keyframe_requests_at_publishers": run.keyframe_requests,
+        "packets_without_trailer": total["no_trailer"],
+        **run.extra,
+    }
+
+
+def _ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for key in ("cpu_us_per_forwarded_packet", "loss_pct", "latency_ms_p50", "latency_ms_p99"):
+        a, b = ours.get(key), peer.get(key)
+        out[key] = (
+            round(a / b, 2) if isinstance(a, int | float) and isinstance(b, int | float) and b else None
+        )
+    return out
+
+
+def run_media(
+    plan: MediaPlan, opts: Options, extra_args: tuple[str, ...] = (), with_janus: bool = True
+) -> dict[str, Any]:
+    result = new_result(
+        f"{plan.scenario}-{plan.n}", n=plan.n, duration_s=opts.duration, server_args=list(extra_args),
+        video_bitrate=None if plan.is_audio_room else plan.video_bitrate,
+        fps=None if plan.is_audio_room else plan.fps, audio="opus-like 20 ms, 80 B payload",
+    )  # fmt: skip
+    log_dir = opts.log_dir / result["scenario"]
+    with running_raysfu(log_dir, extra_args=extra_args) as server:
+        run = asyncio.run(_raysfu_media(server, plan, opts.duration))
+        ours = _figures(plan, run)
+        if plan.scenario == "relay":
+            ours["media_workers"] = _worker_summary(log_dir)
+    result.update(ours)
+    if with_janus:
+        try:
+            with running_janus(log_dir) as janus:
+                peer_run = asyncio.run(_janus_media(janus.pid, janus.url, plan, opts.duration))
+            peer = _figures(plan, peer_run)
+            result["janus"] = peer
+            result["raysfu_over_janus"] = _ratios(ours, peer)
+        except Exception as exc:  # the peer is reported, never silently left out
+            log.exception("janus run failed")
+            result["janus"] = {"error": f"{type(exc).__name__}: {exc}"}
+    return result
+
+
+_STATS = """
+import json, ray
+ray.init(address="auto", namespace="raysfu", log_to_driver=False)
+names = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+               if a["namespace"] == "raysfu" and a["name"].startswith("media:"))
+stats = {n: ray.get(ray.get_actor(n).media_stats.remote(), timeout=30) for n in names}
+print("MEDIA_STATS " + json.dumps(stats, default=repr))
+"""
+
+
+def _worker_summary(log_dir: Path) -> dict[str, Any]:
+    """Per media worker: participants, tracks, and subscribers per track (from its media_stats())."""
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _STATS], capture_output=True, text=True, timeout=90, check=False,
+            env={**os.environ, "RAY_AUTH_MODE": "disabled"},
+        )  # fmt: skip
+        lines = [x for x in done.stdout.splitlines() if x.startswith("MEDIA_STATS ")]
+        if not lines:
+            return {"error": done.stderr[-500:]}
+        raw: dict[str, Any] = json.loads(lines[-1].removeprefix("MEDIA_STATS "))
+        (log_dir / "media_stats.json").write_text(json.dumps(raw, indent=1))
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        return {"error": str(exc)}
+    return {
+        name: {
+            "participants": len(s.get("participants", ())),
+            "tracks": {
+                sid: {
+                    "subscribers": len(t.get("subscribers", {})),
+                    **{k: v for k, v in t.items() if "relay" in k},
+                }
+                for sid, t in s.get("tracks", {}).items()
+            },
+            **{k: v for k, v in s.items() if "relay" in k},
+        }
+        for name, s in raw.items()
+    }
+
+
+SCENARIOS: dict[str, Callable[[Options], dict[str, Any] | list[dict[str, Any]]]] = {}
+
+
+def _sizes(scenario: str, sizes: tuple[int, ...], opts: Options) -> list[dict[str, Any]]:
+    """One result per size; a size that fails gets a result with its error, the next one still runs."""
+    out: list[dict[str, Any]] = []
+    for n in sizes:
+        try:
+            out.append(run_media(MediaPlan(scenario, n), opts, with_janus=not opts.smoke))
+        except ScenarioError as exc:
+            failed = new_result(f"{scenario}-{n}", n=n)
+            failed["error"] = str(exc)
+            out.append(failed)
+    return out
+
+
+def _audio_room(opts: Options) -> list[dict[str, Any]]:
+    return _sizes("audio-room", (4,) if opts.smoke else (10, 25), opts)
+
+
+def _fanout(opts: Options) -> list[dict[str, Any]]:
+    return _sizes("fanout", (3,) if opts.smoke else (10, 50), opts)
+
+
+def _relay(opts: Options) -> list[dict[str, Any]]:
+    n = 4 if opts.smoke else 10
+    per_worker = math.ceil((n + 1) / 2)
+    args = ("--workers", "2", "--participants-per-worker", str(per_worker))
+    result = run_media(MediaPlan("relay", n), opts, extra_args=args, with_janus=False)
+    result["notes"].append(
+        f"--workers 2 --participants-per-worker {per_worker}: the publisher and "
+        f"{per_worker - 1} subscribers on one worker, the other {n + 1 - per_worker} on the second"
+    )
+    return [result]
+
+
+SCENARIOS.update({"join": run_join, "audio-room": _audio_room, "fanout": _fanout, "relay": _relay})
