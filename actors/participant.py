@@ -72,14 +72,13 @@ class Participant:
         self,
         worker: str,
         room: ActorHandle[Any],
-        room_info: models.Room,
+        room_name: str,
         info: models.ParticipantInfo,
-        others: list[models.ParticipantInfo],
         params: JoinParams,
     ) -> None:
         logs.configure()
         self._room = room
-        self._room_name = room_info.name
+        self._room_name = room_name
         self._worker_name = worker
         self._worker = ray.get_actor(worker, namespace=NAMESPACE)
         self._info = info
@@ -103,23 +102,6 @@ class Participant:
         self._signals: SequencedInbox[rtc.SignalRequest] = SequencedInbox(self._on_signal, f"{self}:signal")
         self._events: SequencedInbox[RoomEvent] = SequencedInbox(self._on_room_event, f"{self}:events")
         self._watchdog: asyncio.Task[None] | None = None
-        join = rtc.JoinResponse(
-            room=room_info,
-            participant=info,
-            other_participants=others,
-            server_version=SERVER_VERSION,
-            subscriber_primary=True,
-            ping_interval=PING_INTERVAL,
-            ping_timeout=PING_TIMEOUT,
-            server_info=models.ServerInfo(
-                edition=models.ServerInfo.Standard,
-                version=SERVER_VERSION,
-                protocol=PROTOCOL,
-                node_id=worker_node_label(worker),
-                debug_info="raysfu",
-            ),
-        )
-        self._send(rtc.SignalResponse(join=join))
 
     def __repr__(self) -> str:
         return f"Participant({self._room_name}/{self._info.identity} {self._info.sid})"
@@ -428,13 +410,37 @@ def create_participant(
     name: str,
     worker: str,
     room: ActorHandle[Any],
-    room_info: models.Room,
+    room_name: str,
     info: models.ParticipantInfo,
-    others: list[models.ParticipantInfo],
     params: JoinParams,
 ) -> ActorHandle[Any]:
     """A Participant actor on the node of the media worker it controls."""
     options = actor_options(name, node_of_worker(worker))
     return ParticipantActor.options(**options).remote(  # type: ignore[return-value]
-        worker, room, room_info, info, others, params
+        worker, room, room_name, info, params
     )
+
+
+def join_response(
+    room_info: models.Room, info: models.ParticipantInfo, others: list[models.ParticipantInfo], worker: str
+) -> bytes:
+    """The session's first message (a serialized SignalResponse), sent by the gateway as soon as the room
+    seated the participant: the SDKs give up on a join whose JoinResponse takes more than a few seconds,
+    and starting the Participant actor's process can take longer than that when many join at once."""
+    join = rtc.JoinResponse(
+        room=room_info,
+        participant=info,
+        other_participants=others,
+        server_version=SERVER_VERSION,
+        subscriber_primary=True,
+        ping_interval=PING_INTERVAL,
+        ping_timeout=PING_TIMEOUT,
+        server_info=models.ServerInfo(
+            edition=models.ServerInfo.Standard,
+            version=SERVER_VERSION,
+            protocol=PROTOCOL,
+            node_id=worker_node_label(worker),
+            debug_info="raysfu",
+        ),
+    )
+    return rtc.SignalResponse(join=join).SerializeToString()

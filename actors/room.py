@@ -26,7 +26,7 @@ from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
 from actors.forwarder import Close, Command, SetMuted, Subscribe, Unsubscribe, create_forwarder
 from actors.inbox import Sequencer
 from actors.naming import NAMESPACE, participant_actor, room_actor, track_actor
-from actors.participant import JoinParams, create_participant
+from actors.participant import JoinParams, create_participant, join_response
 from actors.settings import MediaSettings, RoomSettings
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class Track:
 class Joined:
     participant: ActorHandle[Any]
     sid: str
+    response: bytes  # the serialized SignalResponse with the JoinResponse, for the gateway to send first
 
 
 @dataclass
@@ -148,9 +149,8 @@ class Room:
                 name=participant_actor(self._info.name, params.identity, sid),
                 worker=worker,
                 room=ray.get_runtime_context().current_actor,
-                room_info=self._room_info(),
+                room_name=self._info.name,
                 info=info,
-                others=others,
                 params=params,
             )
             seat = Seat(info=info, handle=handle, worker=worker, auto_subscribe=params.auto_subscribe)
@@ -166,7 +166,7 @@ class Room:
                 for track_sid in self._tracks:
                     self._command(track_sid, Subscribe(sid, handle, worker))
             log.info("%s: %s joined as %s on %s", self._info.name, params.identity, sid, worker)
-            return Joined(participant=handle, sid=sid)
+            return Joined(handle, sid, join_response(self._room_info(), info, others, worker))
 
     async def _place(self) -> str:
         workers = placement.list_workers()

@@ -13,7 +13,6 @@ from typing import Any
 import ray
 from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
-from ray.actor import ActorHandle
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -67,9 +66,10 @@ async def seat(config: ServerConfig, room: str, params: JoinParams) -> Joined:
 class Session:
     """One client's WebSocket, from accept to close."""
 
-    def __init__(self, ws: WebSocket, participant: ActorHandle[Any], label: str) -> None:
+    def __init__(self, ws: WebSocket, joined: Joined, label: str) -> None:
         self._ws = ws
-        self._participant = participant
+        self._participant = joined.participant
+        self._join_response = joined.response
         self._label = label
         self._send_lock = asyncio.Lock()
         self._seq = 0
@@ -80,6 +80,7 @@ class Session:
         return f"Session({self._label})"
 
     async def run(self) -> None:
+        await self._send(self._join_response)
         self._participant.start.remote()
         pump = asyncio.get_running_loop().create_task(self._pump())
         reason = models.DisconnectReason.SIGNAL_CLOSE
@@ -231,7 +232,7 @@ class Sessions:
             await ws.send_denial_response(PlainTextResponse(str(unwrap(exc)), status_code=status))
             return
         await ws.accept()
-        session = Session(ws, joined.participant, f"{room}/{claims.identity} {joined.sid}")
+        session = Session(ws, joined, f"{room}/{claims.identity} {joined.sid}")
         self._active.add(session)
         try:
             await session.run()

@@ -80,7 +80,7 @@ async def test_garbage_frames_are_refused(
     await raw.ws.send_bytes(b"")  # a SignalRequest with no message set
     await raw.refusal()
     await raw.ping()
-    assert "raw" in bystander.remote_participants
+    await wait_for(lambda: "raw" in bystander.remote_participants, what="the bystander sees raw")
 
 
 async def test_unparseable_sdp_and_candidate_are_refused(

@@ -41,6 +41,18 @@ async def test_three_clients(connect: Connect, room_name: str) -> None:
             assert p.name == identity.title()
 
 
+async def test_many_clients_join_at_once(connect: Connect, room_name: str) -> None:
+    """Simultaneous joins each start a Participant actor (a process); the JoinResponse must not wait for
+    it, or the SDKs time out their signal connection and retry."""
+    identities = [f"p{i}" for i in range(12)]
+    clients = await asyncio.gather(*(connect(identity, room_name) for identity in identities))
+    for client in clients:
+        others = set(identities) - {client.local_participant.identity}
+        await wait_for(lambda c=client, o=others: set(c.remote_participants) == o, 30.0, f"{others}")
+    sids = {c.local_participant.sid for c in clients}
+    assert len(sids) == len(identities), "a retried join would have replaced a session"
+
+
 async def test_metadata_name_attributes_reach_others(connect: Connect, room_name: str) -> None:
     alice = await connect("alice", room_name, can_update_own_metadata=True)
     bob = await connect("bob", room_name)
