@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # How long a closing Participant may take to hand its last messages to the gateway before it is killed.
 PARTICIPANT_GRACE = 5.0
+LOOKUP_ATTEMPTS = 3  # see lookup_room
+LOOKUP_RETRY_DELAY = 0.1  # seconds
 
 
 @dataclass
@@ -542,21 +544,41 @@ def get_or_create_room(
 
 
 def lookup_room(name: str) -> ActorHandle[Any] | None:
-    try:
-        return ray.get_actor(room_actor(name), namespace=NAMESPACE)
-    except ValueError:
-        return None
+    """The open room's actor, or None. Blocks (it asks the GCS): call it off the event loop.
+
+    Ray's name lookup has been seen to miss a live, listed actor (once in a CI run: a DeleteRoom right after
+    CreateRoom and ListRooms answered not_found; compare ray-project/ray#41324 and #57690, lookups racing
+    from several threads). A miss is therefore checked against the list of named actors and retried.
+    """
+    actor_name = room_actor(name)
+    for attempt in range(LOOKUP_ATTEMPTS):
+        try:
+            return ray.get_actor(actor_name, namespace=NAMESPACE)
+        except ValueError:
+            listed = any(
+                n["name"] == actor_name for n in ray.util.list_named_actors(all_namespaces=True)
+                if n["namespace"] == NAMESPACE
+            )  # fmt: skip
+            if not listed:
+                return None
+            log.warning("room %s is listed but its lookup failed (attempt %d)", name, attempt + 1)
+            time.sleep(LOOKUP_RETRY_DELAY)
+    return None
 
 
-async def list_rooms(names: list[str] | None = None) -> list[models.Room]:
-    """Every open room (optionally only these names); rooms that are closing are left out."""
+def _open_rooms(names: list[str] | None) -> list[ActorHandle[Any]]:
     prefix = room_actor("")
     found = [
         n["name"].removeprefix(prefix)
         for n in ray.util.list_named_actors(all_namespaces=True)
         if n["namespace"] == NAMESPACE and n["name"].startswith(prefix)
     ]
-    wanted = [n for n in found if not names or n in names]
-    handles = [lookup_room(n) for n in wanted]
-    infos = await asyncio.gather(*(h.info.remote() for h in handles if h is not None), return_exceptions=True)
+    handles = [lookup_room(n) for n in found if not names or n in names]
+    return [h for h in handles if h is not None]
+
+
+async def list_rooms(names: list[str] | None = None) -> list[models.Room]:
+    """Every open room (optionally only these names); rooms that are closing are left out."""
+    handles = await asyncio.to_thread(_open_rooms, names)  # the lookups block
+    infos = await asyncio.gather(*(h.info.remote() for h in handles), return_exceptions=True)
     return [cast(models.Room, i) for i in infos if isinstance(i, models.Room)]
