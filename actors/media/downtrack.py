@@ -8,8 +8,6 @@ import logging
 import random
 import time
 
-from aiortc import clock
-
 from actors.media import hooks, rtp
 from actors.media.codecs import codec_key
 from actors.media.hooks import PassthroughSender
@@ -207,7 +205,7 @@ class DownTrack:
             self._last_in_seq = seq
         out_seq = (seq + self._seq_off) & 0xFFFF
         out_ts = (header.timestamp + self._ts_off) & 0xFFFFFFFF
-        send_time = rtp.abs_send_time(_ntp_now()) if self._plan.abs_send_time_id is not None else None
+        send_time = rtp.abs_send_time(rtp.ntp_time()) if self._plan.abs_send_time_id is not None else None
         try:
             out = rtp.rewrite(raw, header, self._plan, out_pt, out_seq, out_ts, self.sender.ssrc, send_time)
         except rtp.RtpError as e:  # e.g. an extension block aiortc's parser let through but ours cannot read
@@ -257,7 +255,3 @@ class DownTrack:
             "sender": dict(self.sender.counters),
             "digests_out": list(self.digests_out),
         }
-
-
-def _ntp_now() -> int:
-    return int(clock.current_ntp_time())

@@ -11,8 +11,10 @@ ordinary aiortc peers in the same process, e.g. test clients, keep decoding and 
   name-mangled `_RTCRtpReceiver__started/__codecs/__rtx_ssrc/__rtcp_task/__remote_streams/__rtcp_ssrc/
   __nack_generator`, `_run_rtcp`, `_send_rtcp`, `_send_rtcp_pli`, `_send_rtcp_nack`, `_enabled`,
   `transport._register_rtp_receiver`.
-- PassthroughSender (RTCRtpSender): no encoder; `write_rtp(raw)` sends rewritten bytes with
-  `transport._send_rtp` and keeps `_RTCRtpSender__ntp_timestamp/__rtp_timestamp/__packet_count/
+- PassthroughSender (RTCRtpSender): no encoder; `write_rtp(raw)` sends rewritten bytes with `send_rtp` (what
+  `RTCDtlsTransport._send_rtp` does, without its four awaits: `_state`, `_tx_srtp`,
+  `_RTCDtlsTransport__tx_bytes/__tx_packets`, the ICE transport's `_connection._nominated` pair's `protocol.
+  transport` and `remote_addr`) and keeps `_RTCRtpSender__ntp_timestamp/__rtp_timestamp/__packet_count/
   __octet_count` true for its sender reports; `_run_rtp` replaced (sets `_RTCRtpSender__rtp_started/
   __rtp_exited`); `_handle_rtcp_packet` serves NACKs from its own history (RTX with `_rtx_ssrc`) and passes
   PLI/FIR and REMB to its listener. Uses `_ssrc`, `_stream_id`, `_track_id`.
@@ -33,9 +35,9 @@ from typing import Any, Protocol
 import aioice.ice
 import aiortc.codecs
 import aiortc.rtp
-from aiortc import RTCPeerConnection, RTCRtpTransceiver, clock
+from aiortc import RTCPeerConnection, RTCRtpTransceiver
 from aiortc.codecs import is_rtx
-from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import (
     RTCRtcpFeedback,
     RTCRtpCodecParameters,
@@ -463,12 +465,12 @@ class PassthroughSender(RTCRtpSender):
     async def write_rtp(self, data: bytes, sequence_number: int, timestamp: int, payload_length: int) -> bool:
         """Send one rewritten packet (SRTP protect + ICE); False when the transport is not connected."""
         self.history[sequence_number % SENDER_HISTORY] = data
-        self._RTCRtpSender__ntp_timestamp = clock.current_ntp_time()
+        self._RTCRtpSender__ntp_timestamp = rtp.ntp_time()
         self._RTCRtpSender__rtp_timestamp = timestamp
         self._RTCRtpSender__packet_count += 1
         self._RTCRtpSender__octet_count += payload_length
         try:
-            await self.transport._send_rtp(data)
+            await send_rtp(self.transport, data)
         except ConnectionError:
             self.counters["send_errors"] += 1
             return False
@@ -507,9 +509,31 @@ class PassthroughSender(RTCRtpSender):
             self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
         self.counters["nack_served"] += 1
         try:
-            await self.transport._send_rtp(data)
+            await send_rtp(self.transport, data)
         except ConnectionError:
             self.counters["send_errors"] += 1
+
+
+async def send_rtp(dtls: RTCDtlsTransport, data: bytes) -> None:
+    """SRTP-protect one RTP packet and send it: aiortc's `RTCDtlsTransport._send_rtp`, which goes through
+    four coroutines (DTLS, ICE transport, aioice connection, STUN protocol) per packet, with the datagram
+    handed straight to the nominated pair's socket when that is a plain UDP pair (a TURN pair keeps aioice's
+    path). ConnectionError when not connected, as aiortc."""
+    if dtls._state != State.CONNECTED:
+        raise ConnectionError("Cannot send encrypted RTP, not connected")
+    protected = dtls._tx_srtp.protect(data)
+    pair = dtls.transport._connection._nominated.get(1)
+    if pair is None:
+        raise ConnectionError("Cannot send data, not connected")
+    protocol = pair.protocol
+    if type(protocol) is aioice.ice.StunProtocol:
+        if protocol.transport is None or protocol.transport.is_closing():
+            raise ConnectionError("ICE socket closed")
+        protocol.transport.sendto(protected, pair.remote_addr)
+    else:
+        await protocol.send_data(protected, pair.remote_addr)
+    dtls._RTCDtlsTransport__tx_bytes += len(protected)  # type: ignore[attr-defined]
+    dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 
 
 def passthrough_sender(sender: RTCRtpSender) -> PassthroughSender:

@@ -5,6 +5,7 @@ knows): it reads the fixed header, keeps the payload bytes exactly, and rebuilds
 """
 
 import struct
+import time
 from dataclasses import dataclass, field
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -165,6 +166,16 @@ class ExtensionPlan:
             pid: subscriber[uri] for uri, pid in publisher.items() if uri in subscriber and uri not in skip
         }
         return cls(id_map, subscriber.get(MID_URI), mid.encode(), subscriber.get(ABS_SEND_TIME_URI))
+
+
+NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900-01-01 (NTP's epoch) to 1970-01-01
+
+
+def ntp_time() -> int:
+    """Now as a 64-bit NTP timestamp (aiortc's clock.current_ntp_time goes through datetime: 3x slower)."""
+    now = time.time() + NTP_UNIX_OFFSET
+    seconds = int(now)
+    return (seconds << 32) | int((now - seconds) * 4_294_967_296)
 
 
 def abs_send_time(ntp_time: int) -> bytes:

@@ -27,6 +27,10 @@ def test_private_names_exist() -> None:
     assert inspect.iscoroutinefunction(RTCRtpReceiver._send_rtcp_nack)
     assert inspect.iscoroutinefunction(RTCRtpSender._run_rtp)
     assert "component" in inspect.signature(aioice.ice.Connection.data_received).parameters
+    assert "_nominated" in vars(aioice.ice.Connection(ice_controlling=True))
+    assert isinstance(aioice.ice.CandidatePair.remote_addr, property)
+    assert "protocol" in inspect.signature(aioice.ice.CandidatePair).parameters
+    assert inspect.iscoroutinefunction(aioice.ice.StunProtocol.send_data)
     assert isinstance(aiortc.rtp.DYNAMIC_PAYLOAD_TYPES, range | frozenset)
     assert "video" in aiortc.codecs.CODECS
 
@@ -64,6 +68,9 @@ async def test_swapped_objects_have_the_fields_the_hooks_use() -> None:
     hooks.label_sender(sender, "PA_x|TR_y", "TR_y")
     assert hooks.negotiated_codecs(transceiver) == [] and hooks.negotiated_extensions(transceiver) == {}
     transport = transceiver.receiver.transport
+    for name in ("_state", "_tx_srtp", "_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets"):
+        assert hasattr(transport, name), name
+    assert hasattr(transport.transport, "_connection")
     hooks.tap_transport(transport)
     assert isinstance(transport, hooks.TapDtlsTransport)
     assert hasattr(transport, "_rtp_router") and hasattr(transport, "_rtp_header_extensions_map")

@@ -3,6 +3,7 @@
 import struct
 
 import pytest
+from aiortc import clock
 
 from actors.media import codecs, rtp
 from actors.media.rtcp import NackTracker, remb_target
@@ -111,6 +112,11 @@ def test_rtx_wrap_unwrap_roundtrip() -> None:
     assert (h.payload_type, h.sequence_number, h.ssrc) == (97, 7, 0x55)
     back = rtp.rtx_unwrap(rtx, h, 96, 0x11223344)
     assert back == packet(seq=4242, payload=b"media")
+
+
+def test_ntp_time_matches_aiortc_clock() -> None:
+    ours, theirs = rtp.ntp_time(), clock.current_ntp_time()
+    assert abs(ours - theirs) < (1 << 32) // 100  # within 10 ms
 
 
 def test_seq_newer_wraps() -> None:
