@@ -109,15 +109,11 @@ class Participant:
     # ----- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Set up the subscriber transport: the server's offer follows the JoinResponse."""
+        """Set up the subscriber transport (the room registered this participant on its worker): the
+        server's offer follows the JoinResponse."""
         self._watchdog = asyncio.get_running_loop().create_task(self._watch_gateway())
-        try:
-            await self._worker.add_participant.remote(self._room_name, self._info.sid, self._info.identity)
-            self._started.set()
-            self._negotiate()
-        except (RaysfuError, ray.exceptions.RayError) as exc:
-            log.error("%s: could not set up transports: %s", self, exc)
-            await self.close(models.DisconnectReason.JOIN_FAILURE, True)
+        self._started.set()
+        self._negotiate()
 
     async def close(self, reason: models.DisconnectReason, notify: bool) -> None:
         """End the session; with `notify`, the client is told why with a LeaveRequest."""

@@ -131,6 +131,11 @@ class Room:
                 await self._remove_seat(older, models.DisconnectReason.DUPLICATE_IDENTITY, notify=True)
             worker = await self._place()
             sid = ids.participant_sid()
+            # Registered on the worker now, not when the Participant actor starts: placement reads the
+            # workers' loads, and joins arriving together must see each other's places.
+            await ray.get_actor(worker, namespace=NAMESPACE).add_participant.remote(
+                self._info.name, sid, params.identity
+            )
             info = models.ParticipantInfo(
                 sid=sid,
                 identity=params.identity,

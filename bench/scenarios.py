@@ -217,7 +217,7 @@ async def _measure(
     return window, list(counters())
 
 
-async def _raysfu_media(server: Server, plan: MediaPlan, duration: float) -> MediaRun:
+async def _raysfu_media(server: Server, plan: MediaPlan, duration: float, log_dir: Path) -> MediaRun:
     room = f"{plan.scenario}-{secrets.token_hex(3)}"
     pss_base = await server_pss_mb(server.pid)
     peers: list[LiveKitPeer] = []
@@ -239,10 +239,13 @@ async def _raysfu_media(server: Server, plan: MediaPlan, duration: float) -> Med
             await peers[0].publish("video", video=plan.video(), max_seconds=duration + 120)
         subscribers = peers if plan.is_audio_room else peers[1:]
 
-        return await _measured_run(
+        run = await _measured_run(
             server.pid, plan, duration, peers, subscribers, join_ms, pss_base, pss_joined,
             lambda: {"client_errors": sorted({e for p in peers for e in p.errors})[:10]},
         )  # fmt: skip
+        if plan.scenario == "relay":  # while everyone is still connected
+            run.extra["media_workers"] = await asyncio.to_thread(_worker_summary, log_dir)
+        return run
     finally:
         await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
 
@@ -376,10 +379,8 @@ def run_media(
     )  # fmt: skip
     log_dir = opts.log_dir / result["scenario"]
     with running_raysfu(log_dir, extra_args=extra_args) as server:
-        run = asyncio.run(_raysfu_media(server, plan, opts.duration))
+        run = asyncio.run(_raysfu_media(server, plan, opts.duration, log_dir))
         ours = _figures(plan, run)
-        if plan.scenario == "relay":
-            ours["media_workers"] = _worker_summary(log_dir)
     result.update(ours)
     if with_janus:
         try:
