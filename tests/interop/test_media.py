@@ -441,12 +441,28 @@ async def test_simulcast_subscriber_gets_the_low_layer(
 
     asked_low = time.monotonic()
     publication.set_video_quality(rtc.VideoQuality.VIDEO_QUALITY_LOW)
-    low = await rx.wait_frames(
-        10,
-        FIRST_MEDIA,
-        identity="alice",
-        since=asked_low,
-        where=lambda s: s.width <= min(640, high_width - 1) and s.counter is not None,
-    )
+    try:
+        low = await rx.wait_frames(
+            10,
+            FIRST_MEDIA,
+            identity="alice",
+            since=asked_low,
+            where=lambda s: s.width <= min(640, high_width - 1) and s.counter is not None,
+        )
+    except (
+        AssertionError
+    ) as e:  # say what the worker saw: layers, target, keyframes (an intermittent failure)
+        stats = await media_stats(DASHBOARD_PORT)
+        track = next((t["tracks"][video_sid] for t in stats.values() if video_sid in t.get("tracks", {})), {})
+        layers = {
+            rid: {k: v for k, v in la.items() if k != "ssrc"} for rid, la in track.get("layers", {}).items()
+        }
+        downs = {
+            sid: {k: d.get(k) for k in ("layer", "target", "switches", "packets_out", "sender")}
+            for sid, d in track.get("subscribers", {}).items()
+        }
+        raise AssertionError(
+            f"{e}; worker: layers {layers}, keyframe requests {track.get('keyframe_requests')}, downs {downs}"
+        ) from None
     lows = [s for s in low.between(asked_low) if s.width <= min(640, high_width - 1)]
     assert {s.colour for s in lows} <= ALL_COLOURS, low.summary(asked_low)
