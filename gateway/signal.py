@@ -17,7 +17,7 @@ from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from actors import limits
-from actors.errors import LimitExceededError, RaysfuError, RoomClosedError, unwrap
+from actors.errors import LimitExceededError, RaysfuError, unwrap
 from actors.participant import JoinParams
 from actors.room import Joined, get_or_create_room
 from gateway.auth import (
@@ -29,11 +29,11 @@ from gateway.auth import (
     verify_token,
 )
 from gateway.config import ServerConfig
+from gateway.retry import retry_while_closing
 
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 10.0
-JOIN_ATTEMPTS = 50  # a room that is closing frees its name within a few hundred ms
 KINDS = {"standard": 0, "ingress": 1, "egress": 2, "sip": 3, "agent": 4}
 
 
@@ -52,15 +52,13 @@ def join_params(claims: Claims, query: Any) -> JoinParams:
 
 
 async def seat(config: ServerConfig, room: str, params: JoinParams) -> Joined:
-    """Join `room`, creating it if needed; retries while a closing room still holds the name."""
-    for _ in range(JOIN_ATTEMPTS):
-        handle = await asyncio.to_thread(get_or_create_room, room, config.room, config.media)
-        try:
-            joined: Joined = await handle.join.remote(params)
-            return joined
-        except (RoomClosedError, ray.exceptions.RayActorError):
-            await asyncio.sleep(0.1)
-    raise RoomClosedError(f"room {room} is closing; try again")
+    """Join `room`, creating it if needed (waiting while a closing room still holds the name)."""
+
+    async def join(handle: Any) -> Joined:
+        joined: Joined = await handle.join.remote(params)
+        return joined
+
+    return await retry_while_closing(room, lambda: get_or_create_room(room, config.room, config.media), join)
 
 
 class Session:

@@ -26,6 +26,7 @@ from actors.settings import MediaSettings, RoomSettings
 from gateway import auth
 from gateway.config import ServerConfig
 from gateway.errors import TwirpError, actor_error, twirp_error
+from gateway.retry import retry_while_closing
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,16 @@ async def create_room(call: Call, req: room_pb.CreateRoomRequest) -> Message:
         if (value := getattr(req, key))
     }
     settings = replace(call.config.room, **overrides)
-    handle = await asyncio.to_thread(
-        call.backend.get_or_create_room, req.name, settings, call.config.media, req.metadata
+
+    async def info(handle: Any) -> Message:
+        room: Message = await handle.info.remote()
+        return room
+
+    return await retry_while_closing(
+        req.name,
+        lambda: call.backend.get_or_create_room(req.name, settings, call.config.media, req.metadata),
+        info,
     )
-    info: Message = await handle.info.remote()
-    return info
 
 
 async def list_rooms(call: Call, req: room_pb.ListRoomsRequest) -> Message:
@@ -104,7 +110,11 @@ async def list_rooms(call: Call, req: room_pb.ListRoomsRequest) -> Message:
 
 async def delete_room(call: Call, req: room_pb.DeleteRoomRequest) -> Message:
     auth.check_room_create(call.claims)
-    await (await call.room(req.room)).delete.remote()
+    handle = await call.room(req.room)
+    try:
+        await handle.delete.remote()
+    except RayActorError:
+        pass  # an empty room ends its actor as soon as it has closed, which can beat its answer: it is gone
     return room_pb.DeleteRoomResponse()
 
 

@@ -67,6 +67,35 @@ async def test_create_and_list_rooms(lkapi: api.LiveKitAPI, room_name: str) -> N
     await lkapi.room.delete_room(api.DeleteRoomRequest(room=room_name))
 
 
+async def test_delete_room_right_after_create_room(lkapi: api.LiveKitAPI, room_name: str) -> None:
+    """An empty room ends its actor as soon as DeleteRoom closed it, which could beat the answer (1 pair in
+    10 answered not_found): each of these DeleteRooms must succeed."""
+    names = [f"{room_name}-{i}" for i in range(20)]
+
+    async def create_then_delete(name: str) -> None:
+        await lkapi.room.create_room(api.CreateRoomRequest(name=name))
+        await lkapi.room.delete_room(api.DeleteRoomRequest(room=name))
+
+    await asyncio.gather(*(create_then_delete(name) for name in names))
+    assert not (await lkapi.room.list_rooms(api.ListRoomsRequest(names=names))).rooms
+
+
+async def test_create_room_right_after_deleting_it(
+    lkapi: api.LiveKitAPI, connect: Connect, room_name: str
+) -> None:
+    """The deleted room keeps its name through its sessions' grace period: CreateRoom waits, then answers a
+    new room (not the closing one's not_found)."""
+    old = await lkapi.room.create_room(api.CreateRoomRequest(name=room_name))
+    alice = await connect("alice", room_name)
+    gone = Events(alice, "disconnected")
+    await lkapi.room.delete_room(api.DeleteRoomRequest(room=room_name))
+    new = await lkapi.room.create_room(api.CreateRoomRequest(name=room_name))
+    assert new.name == room_name and new.sid != old.sid
+    (reason,) = await gone.wait("disconnected")
+    assert reason == rtc.DisconnectReason.ROOM_DELETED
+    await lkapi.room.delete_room(api.DeleteRoomRequest(room=room_name))
+
+
 async def test_departure_timeout_closes_the_room(
     lkapi: api.LiveKitAPI, connect: Connect, room_name: str
 ) -> None:
