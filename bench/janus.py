@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -31,21 +30,15 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from bench import rtp
 from bench.result import ScenarioError
-from bench.rtp_peer import (
-    RtpSendLoop,
-    StreamCounter,
-    add_send_transceiver,
-    new_pc,
-    tap_incoming,
-    wait_connected,
-)
-from bench.server import can_bind
+from bench.rtp_peer import RtpSendLoop, StreamCounter, add_send_loop, answer_offer, new_pc, wait_connected
+from bench.server import can_bind, log_tail, spawn, terminate, wait_ready
 
 log = logging.getLogger(__name__)
 
 JANUS_LIB = Path("/usr/lib/x86_64-linux-gnu/janus")
 WS_PORT = 8188
 READY_TIMEOUT = 30.0
+STOP_TIMEOUT = 15.0
 REPLY_TIMEOUT = 20.0
 KEEPALIVE_S = 25.0
 
@@ -132,9 +125,8 @@ class JanusServer:
     pid: int
     log_path: Path
 
-    def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(line[:300] for line in text.splitlines()[-lines:])
+    def log_tail(self) -> str:
+        return log_tail(self.log_path, 40, 300)
 
 
 async def _ws_ready(url: str) -> bool:
@@ -152,34 +144,22 @@ def running_janus(log_dir: Path, ws_port: int = WS_PORT) -> Iterator[JanusServer
     binary = ensure_installed()
     if not can_bind("127.0.0.1", ws_port):
         raise ScenarioError(f"port {ws_port} is taken: is another Janus running?")
-    log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / "janus.log"
     with tempfile.TemporaryDirectory(prefix="bench-janus-") as tmp:
         folder = Path(tmp)
         write_config(folder, ws_port)
-        with log_path.open("wb") as out:
-            process = subprocess.Popen(
-                [binary, "-F", str(folder), "-C", str(folder / "janus.jcfg"), "-o"],
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
+        process = spawn([binary, "-F", str(folder), "-C", str(folder / "janus.jcfg"), "-o"], log_path)
         server = JanusServer(f"ws://127.0.0.1:{ws_port}", process.pid, log_path)
         try:
-            deadline = time.monotonic() + READY_TIMEOUT
-            while not asyncio.run(_ws_ready(server.url)):
-                if process.poll() is not None:
-                    raise ScenarioError(f"janus exited with {process.returncode}:\n{server.log_tail()}")
-                if time.monotonic() > deadline:
-                    raise ScenarioError(f"janus not ready in {READY_TIMEOUT:.0f} s:\n{server.log_tail()}")
-                time.sleep(0.2)
+            failure = wait_ready(
+                process, lambda: asyncio.run(_ws_ready(server.url)), READY_TIMEOUT,
+                "janus", f"{server.url} did not answer Janus's info request",
+            )  # fmt: skip
+            if failure:
+                raise ScenarioError(f"{failure}:\n{server.log_tail()}")
             yield server
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            terminate(process, STOP_TIMEOUT)
 
 
 # ----- signalling --------------------------------------------------------------------------------------
@@ -334,10 +314,11 @@ class JanusPeer:
         )  # fmt: skip
         pc = self.publisher = new_pc()
         loops = [
-            RtpSendLoop(add_send_transceiver(pc, kind, f"s{self.feed_id}", f"{kind}{self.feed_id}"), kind,
-                        video=video, max_seconds=max_seconds)
+            add_send_loop(
+                pc, kind, f"s{self.feed_id}", f"{kind}{self.feed_id}", video=video, max_seconds=max_seconds
+            )
             for kind in kinds
-        ]  # fmt: skip
+        ]
         await pc.setLocalDescription(await pc.createOffer())
         event = await self.session.message(
             handle, {"request": "publish", "audio": "audio" in kinds, "video": "video" in kinds},
@@ -363,12 +344,8 @@ class JanusPeer:
         if not jsep:
             raise JanusError(f"no offer for the subscription: {event}")
         pc = self.subscriber = new_pc()
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=jsep["sdp"], type="offer"))
-        tap_incoming(pc, self.counters)
-        await pc.setLocalDescription(await pc.createAnswer())
-        await self.session.message(
-            handle, {"request": "start"}, {"type": "answer", "sdp": pc.localDescription.sdp}
-        )
+        sdp = await answer_offer(pc, jsep["sdp"], self.counters)
+        await self.session.message(handle, {"request": "start"}, {"type": "answer", "sdp": sdp})
         await self.session.trickle_done(handle)
         await wait_connected(pc)
         if started_ns is not None:

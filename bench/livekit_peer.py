@@ -19,14 +19,7 @@ from aiortc.sdp import candidate_from_sdp
 from livekit.protocol import models, rtc
 
 from bench import rtp
-from bench.rtp_peer import (
-    RtpSendLoop,
-    StreamCounter,
-    add_send_transceiver,
-    new_pc,
-    tap_incoming,
-    wait_connected,
-)
+from bench.rtp_peer import RtpSendLoop, StreamCounter, add_send_loop, answer_offer, new_pc, wait_connected
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +109,9 @@ class LiveKitPeer:
                 info = await future
             if self.publisher is None:
                 self.publisher = new_pc()
-            transceiver = add_send_transceiver(self.publisher, kind, f"stream-{self.identity}", cid)
-            loop = RtpSendLoop(transceiver, kind, video=video, max_seconds=max_seconds)
+            loop = add_send_loop(
+                self.publisher, kind, f"stream-{self.identity}", cid, video=video, max_seconds=max_seconds
+            )
             offer = await self.publisher.createOffer()
             await self.publisher.setLocalDescription(offer)
             self._answer = asyncio.get_running_loop().create_future()
@@ -182,14 +176,9 @@ class LiveKitPeer:
 
     async def _on_offer(self, offer: rtc.SessionDescription) -> None:
         async with self._sub_lock:
-            pc = self.subscriber
-            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
-            tap_incoming(pc, self.counters)
-            await pc.setLocalDescription(await pc.createAnswer())
+            sdp = await answer_offer(self.subscriber, offer.sdp, self.counters)
             await self._send(
-                rtc.SignalRequest(
-                    answer=rtc.SessionDescription(type="answer", sdp=pc.localDescription.sdp, id=offer.id)
-                )
+                rtc.SignalRequest(answer=rtc.SessionDescription(type="answer", sdp=sdp, id=offer.id))
             )
 
     async def _on_trickle(self, trickle: rtc.TrickleRequest) -> None:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpTransceiver, RTCSessionDescription
 
 from actors.media import hooks
 from actors.media import rtp as sfu_rtp
@@ -99,6 +99,14 @@ def tap_incoming(pc: RTCPeerConnection, counters: dict[str, StreamCounter]) -> N
         counter = StreamCounter(kind=transceiver.kind)
         receiver.sink = counter
         counters[mid] = counter
+
+
+async def answer_offer(pc: RTCPeerConnection, offer_sdp: str, counters: dict[str, StreamCounter]) -> str:
+    """Apply an SFU's offer to a receiving PC, tap its new tracks into `counters`, return the answer's SDP."""
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+    tap_incoming(pc, counters)
+    await pc.setLocalDescription(await pc.createAnswer())
+    return str(pc.localDescription.sdp)
 
 
 # ----- sending -----------------------------------------------------------------------------------------
@@ -211,6 +219,21 @@ def add_send_transceiver(
     hooks.passthrough_sender(transceiver.sender)
     hooks.label_sender(transceiver.sender, stream_id, track_id)
     return transceiver
+
+
+def add_send_loop(
+    pc: RTCPeerConnection,
+    kind: str,
+    stream_id: str,
+    track_id: str,
+    *,
+    video: rtp.VideoSource | None = None,
+    max_seconds: float = 3600.0,
+) -> RtpSendLoop:
+    """A send transceiver (add_send_transceiver) and the loop that will send on it once started."""
+    return RtpSendLoop(
+        add_send_transceiver(pc, kind, stream_id, track_id), kind, video=video, max_seconds=max_seconds
+    )
 
 
 def summary(counters: list[StreamCounter]) -> dict[str, Any]:

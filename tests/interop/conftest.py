@@ -19,15 +19,13 @@ from livekit import api as lkapi
 from livekit import rtc
 from playwright.async_api import Browser, Page
 
-from bench.server import can_bind, start_dev_server, stop_dev_server, wait_healthy
+from bench.server import ICE_ADDRESS, Server, ServerError, can_bind, dev_server, stop
 from tests.interop.browser import launch_chromium, serve_page
 from tests.interop.media import MediaSession
-from tests.interop.sdk import Connect, MintToken, Server
+from tests.interop.sdk import Connect, MintToken
 
 PORT = 7880
 DASHBOARD_PORT = 8265
-API_KEY, API_SECRET = "devkey", "secret"  # what `raysfu serve --dev` accepts
-NETNS_ICE_ADDRESS = "10.213.0.1"  # rsfu0, set up by scripts/netns-run
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 
@@ -35,12 +33,12 @@ SERVER_KEY = pytest.StashKey[Server]()
 
 
 def _ice_address() -> str:
-    address = os.environ.get("RAYSFU_TEST_ICE_ADDRESS", NETNS_ICE_ADDRESS)
+    address = os.environ.get("RAYSFU_TEST_ICE_ADDRESS", ICE_ADDRESS)
     if not can_bind(address, 0, socket.SOCK_DGRAM):
         pytest.fail(
             f"the test ICE address {address} is not an address of this machine. The SDKs' WebRTC engine "
             "ignores loopback, so the interop tests run inside a private network namespace that has "
-            f"{NETNS_ICE_ADDRESS}: run them with `bash scripts/test` as root (or wrap pytest in "
+            f"{ICE_ADDRESS}: run them with `bash scripts/test` as root (or wrap pytest in "
             "`bash scripts/netns-run`). On your own network, RAYSFU_TEST_ICE_ADDRESS=<a non-loopback "
             "address of this machine> runs them without it.",
             pytrace=False,
@@ -48,36 +46,30 @@ def _ice_address() -> str:
     return address
 
 
-def _require_free_port(port: int) -> None:
-    if not can_bind("127.0.0.1", port):
-        pytest.fail(f"port {port} is taken: is another raysfu server running?", pytrace=False)
+@contextlib.contextmanager
+def _failing_on_server_error() -> Iterator[None]:
+    """bench.server's ServerError (the server did not start or stop as it should) as a test failure."""
+    try:
+        yield
+    except ServerError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @contextlib.contextmanager
 def running_server(
     port: int, dashboard_port: int, log_dir: Path, extra_args: Sequence[str] = ()
 ) -> Iterator[tuple[Server, "subprocess.Popen[bytes]"]]:
-    """`raysfu serve --dev` as a subprocess, ready (GET /healthz == 200 "ok"); stopped with SIGTERM."""
+    """`raysfu serve --dev` as a subprocess (bench.server.dev_server), ready (GET /healthz == 200 "ok");
+    stopped with SIGTERM, and it must exit with 0 within STOP_TIMEOUT."""
     ice_address = _ice_address()
-    _require_free_port(port)
-    srv = Server(
-        url=f"ws://127.0.0.1:{port}",
-        http_url=f"http://127.0.0.1:{port}",
-        api_key=API_KEY,
-        api_secret=API_SECRET,
-        log_path=log_dir / "raysfu.log",
-    )
-    try:
-        process = start_dev_server(port, dashboard_port, ice_address, srv.log_path, extra_args)
-    except FileNotFoundError as e:
-        pytest.fail(str(e), pytrace=False)
-    try:
-        failure = wait_healthy(process, srv.http_url, READY_TIMEOUT)
-        if failure:
-            pytest.fail(f"{failure}; its log ({srv.log_path}) ends:\n{srv.log_tail()}", pytrace=False)
+    with (
+        _failing_on_server_error(),
+        dev_server(
+            port, dashboard_port, ice_address, log_dir, extra_args,
+            ready_timeout=READY_TIMEOUT, stop_timeout=STOP_TIMEOUT, check_exit=True,
+        ) as (srv, process),
+    ):  # fmt: skip
         yield srv, process
-    finally:
-        stop_server(process, srv)
 
 
 @pytest.fixture(scope="session")
@@ -90,9 +82,8 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
 
 def stop_server(process: "subprocess.Popen[bytes]", srv: Server) -> None:
     """SIGTERM; the server must exit with 0 within STOP_TIMEOUT."""
-    failure = stop_dev_server(process, STOP_TIMEOUT)
-    if failure:
-        pytest.fail(f"{failure}; its log ends:\n{srv.log_tail()}", pytrace=False)
+    with _failing_on_server_error():
+        stop(process, srv, STOP_TIMEOUT)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -3,27 +3,11 @@
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 from livekit import rtc
 
-
-@dataclass(frozen=True)
-class Server:
-    """The raysfu server under test (the `server` fixture)."""
-
-    url: str  # signalling, for rtc.Room.connect and livekit-client
-    http_url: str  # Twirp RoomService, /healthz, for livekit.api.LiveKitAPI
-    api_key: str
-    api_secret: str
-    log_path: Path  # the server's stdout and stderr
-
-    def log_tail(self, lines: int = 80, width: int = 400) -> str:
-        """The last `lines` lines of the server's log, each cut to `width` characters (tokens are long)."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(line[:width] for line in text.splitlines()[-lines:])
+from bench.server import Server as Server  # the `server` fixture's type, for the tests' annotations
 
 
 class MintToken(Protocol):
