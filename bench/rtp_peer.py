@@ -64,7 +64,13 @@ class StreamCounter:
         self.latencies_ms = []
         self.indexes = set()
 
-    async def on_rtp(self, raw: bytes, header: sfu_rtp.RtpHeader, rid: str | None) -> None:
+    def deliver(
+        self,
+        raw: bytes,
+        header: sfu_rtp.RtpHeader,
+        rid: str | None,
+        extensions: dict[int, bytes] | None = None,
+    ) -> None:
         now = time.monotonic_ns()
         if self.first_ns is None:
             self.first_ns = now

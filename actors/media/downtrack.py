@@ -12,7 +12,7 @@ from actors.media import hooks, rtp
 from actors.media.codecs import codec_key
 from actors.media.hooks import PassthroughSender
 from actors.media.ratelog import RateLimitedLog
-from actors.media.uptrack import DIGEST_LIMIT, UpTrack, digest
+from actors.media.uptrack import DIGEST_LIMIT, UpTrack, digest, digests_hex
 
 log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
@@ -68,7 +68,7 @@ class DownTrack:
         self.bytes_out = 0
         self.padding_dropped = 0
         self.switches = 0
-        self.digests_out: list[str] = []
+        self.digests_out: list[int] = []
         self.first_seq: int | None = None  # first outgoing sequence number of this down track
         self._params_version = -1
         self._pt_map: dict[int, int] = {}
@@ -156,18 +156,30 @@ class DownTrack:
         )
         return self.target
 
-    async def forward(
-        self, raw: bytes, header: rtp.RtpHeader, rid: str | None, is_keyframe: bool, now: float
+    def forward(
+        self,
+        raw: bytes,
+        header: rtp.RtpHeader,
+        rid: str | None,
+        is_keyframe: bool,
+        now: float,
+        ntp: int,
+        extensions: dict[int, bytes] | None = None,
     ) -> None:
-        if self.paused or not self.sender.running:
+        """One incoming packet for this subscriber (no awaits: keyframe requests upstream run as tasks);
+        `ntp` is the NTP time of this packet's fan-out, `extensions` the packet's header extensions (None
+        when it has no extension block)."""
+        sender = self.sender
+        if self.paused or sender.params is None or not sender._enabled:  # sender.running, inlined
             return
-        if self._params_version != self.sender.params_version and not self._setup():
+        if self._params_version != sender.params_version and not self._setup():
             return
         out_pt = self._pt_map.get(header.payload_type)
         if out_pt is None:
             return
+        up = self.up
         switching = False
-        if self.up.simulcast:
+        if up.simulcast:
             if now >= self._reselect_at or self.target is None:
                 self._want(now)
                 self._reselect_at = now + RESELECT_INTERVAL
@@ -176,20 +188,21 @@ class DownTrack:
                     switching = True
                 else:
                     if rid == self.target:
-                        await self.up.request_keyframe(rid)
+                        up.request_keyframe_soon(rid)
                     return
             elif self.target is not None and self.target != self.current:
-                await self.up.request_keyframe(self.target)
+                up.request_keyframe_soon(self.target)
         seq = header.sequence_number
-        if self._anchored and not switching and self._last_in_seq is not None:
-            jump = (seq - self._last_in_seq) & 0xFFFF
+        last_in = self._last_in_seq
+        if self._anchored and not switching and last_in is not None:
+            jump = (seq - last_in) & 0xFFFF
             if MAX_JUMP < jump < 0x10000 - MAX_JUMP:
                 self._anchored = False  # the source restarted or skipped (e.g. muted upstream)
-            elif not rtp.seq_newer(seq, self._anchor_seq) and seq != self._anchor_seq:
+            elif seq != self._anchor_seq and ((seq - self._anchor_seq) & 0xFFFF) >= 0x8000:
                 return  # older than where this layer's forwarding began
         if not self._anchored or switching:
             if self._need_keyframe and not is_keyframe:
-                await self.up.request_keyframe(rid)
+                up.request_keyframe_soon(rid)
                 return
             if header.padding_only:
                 return
@@ -197,32 +210,37 @@ class DownTrack:
             if switching:
                 self.current = rid
                 self.switches += 1
-        if header.padding_only:
+            last_in = self._last_in_seq
+        payload_length = header.payload_end - header.header_length
+        if not payload_length:  # padding only
             self._seq_off = (self._seq_off - 1) & 0xFFFF  # compact: later packets fill the hole
             self.padding_dropped += 1
             return
-        if rtp.seq_newer(seq, self._last_in_seq if self._last_in_seq is not None else seq - 1):
+        if last_in is None or (seq != last_in and ((seq - last_in) & 0xFFFF) < 0x8000):
             self._last_in_seq = seq
         out_seq = (seq + self._seq_off) & 0xFFFF
         out_ts = (header.timestamp + self._ts_off) & 0xFFFFFFFF
-        send_time = rtp.abs_send_time(rtp.ntp_time()) if self._plan.abs_send_time_id is not None else None
+        plan = self._plan
+        send_time = (
+            rtp.abs_send_time(ntp) if extensions is not None and plan.abs_send_time_id is not None else None
+        )
         try:
-            out = rtp.rewrite(raw, header, self._plan, out_pt, out_seq, out_ts, self.sender.ssrc, send_time)
+            out = rtp.rewrite(raw, header, plan, out_pt, out_seq, out_ts, sender._ssrc, send_time, extensions)
         except rtp.RtpError as e:  # e.g. an extension block aiortc's parser let through but ours cannot read
             hooks.counters["dropped_unforwardable_rtp"] += 1
             _ratelog.warning("unforwardable", "%r: RTP packet not forwardable, dropped: %s", self, e)
             return
-        sender = self.sender
-        if sender.last_seq is None or rtp.seq_newer(out_seq, sender.last_seq):
+        last_out = sender.last_seq
+        if last_out is None or (out_seq != last_out and ((out_seq - last_out) & 0xFFFF) < 0x8000):
             sender.last_seq, sender.last_ts, sender.last_time = out_seq, out_ts, now
-        if len(self.digests_out) < DIGEST_LIMIT and header.payload_length:
+        if len(self.digests_out) < DIGEST_LIMIT:
             start = len(out) - (len(raw) - header.header_length)
-            self.digests_out.append(digest(memoryview(out)[start : start + header.payload_length]))
+            self.digests_out.append(digest(memoryview(out)[start : start + payload_length]))
         if self.first_seq is None:
             self.first_seq = out_seq
-        if await sender.write_rtp(bytes(out), out_seq, out_ts, header.payload_length):
+        if sender.send_now(out, out_seq, out_ts, payload_length, ntp):
             self.packets_out += 1
-            self.bytes_out += header.payload_length
+            self.bytes_out += payload_length
 
     def _anchor(self, header: rtp.RtpHeader, now: float) -> None:
         sender = self.sender
@@ -253,5 +271,5 @@ class DownTrack:
             "last_seq": self.sender.last_seq,
             "remb": self.sender.remb_bps,
             "sender": dict(self.sender.counters),
-            "digests_out": list(self.digests_out),
+            "digests_out": digests_hex(self.digests_out),
         }

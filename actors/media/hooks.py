@@ -1,33 +1,42 @@
-"""Every use of aiortc / aioice internals by the media plane (pinned aiortc==1.16.0, aioice==0.13.0).
+"""Every use of aiortc / aioice / pylibsrtp internals by the media plane (pinned aiortc==1.16.0,
+aioice==0.13.0, pylibsrtp==1.0.0).
 
 aiortc has no passthrough API, so the SFU swaps the class of three of its objects (per object, so that
 ordinary aiortc peers in the same process, e.g. test clients, keep decoding and encoding):
-- TapDtlsTransport (RTCDtlsTransport): `_handle_rtp_data` keeps the decrypted RAW bytes, routes by MID when
-  SSRC/PT routing fails, admits only SSRCs its tap receiver accepts, and counts what it drops; it and
+- TapDtlsTransport (RTCDtlsTransport): keeps the decrypted RAW bytes, routes by MID when SSRC/PT routing
+  fails, admits only SSRCs its tap receiver accepts, and counts what it drops; `_handle_rtp_data` and
   `_handle_rtcp_data` keep a handler's exception from closing the transport. Uses `_rtp_router` (route_rtp,
-  route_rtcp, mid_table, ssrc_table) and `_rtp_header_extensions_map`.
-- TapReceiver (RTCRtpReceiver): `receive()` starts no decoder thread; `_handle_rtp_packet` keeps RR
-  statistics, unwraps RTX, NACKs per SSRC, learns ssrc -> rid, and hands raw bytes to its sink. Uses the
-  name-mangled `_RTCRtpReceiver__started/__codecs/__rtx_ssrc/__rtcp_task/__remote_streams/__rtcp_ssrc/
-  __nack_generator`, `_run_rtcp`, `_send_rtcp`, `_send_rtcp_pli`, `_send_rtcp_nack`, `_enabled`,
+  route_rtcp, mid_table, ssrc_table) and `_rtp_header_extensions_map`. The hot path, `_receive_srtp`, takes
+  an SRTP packet straight from the ICE connection's datagram callback (no queue, no task switch: what
+  `_recv_next` does for it, with `_state`, `_rx_srtp`, `_RTCDtlsTransport__rx_bytes/__rx_packets`) and
+  gives a packet of a known SSRC to its tap receiver without aiortc's `RtpPacket.parse`.
+- TapReceiver (RTCRtpReceiver): `receive()` starts no decoder thread; `_tap_rtp` keeps RR statistics
+  (`StreamStatistics.add` reads only the sequence number and timestamp, so it takes our parsed header),
+  unwraps RTX, NACKs per SSRC, learns ssrc -> rid, and hands raw bytes to its sink. Uses the name-mangled
+  `_RTCRtpReceiver__started/__codecs/__rtx_ssrc/__rtcp_task/__remote_streams/__rtcp_ssrc/__nack_generator`,
+  `_run_rtcp`, `_send_rtcp`, `_send_rtcp_pli`, `_send_rtcp_nack`, `_enabled`,
   `transport._register_rtp_receiver`.
-- PassthroughSender (RTCRtpSender): no encoder; `write_rtp(raw)` sends rewritten bytes with `send_rtp` (what
-  `RTCDtlsTransport._send_rtp` does, without its four awaits: `_state`, `_tx_srtp`,
-  `_RTCDtlsTransport__tx_bytes/__tx_packets`, the ICE transport's `_connection._nominated` pair's `protocol.
-  transport` and `remote_addr`) and keeps `_RTCRtpSender__ntp_timestamp/__rtp_timestamp/__packet_count/
-  __octet_count` true for its sender reports; `_run_rtp` replaced (sets `_RTCRtpSender__rtp_started/
-  __rtp_exited`); `_handle_rtcp_packet` serves NACKs from its own history (RTX with `_rtx_ssrc`) and passes
-  PLI/FIR and REMB to its listener. Uses `_ssrc`, `_stream_id`, `_track_id`.
+- PassthroughSender (RTCRtpSender): no encoder; `send_now` (and `write_rtp`) sends rewritten bytes through
+  its Egress: what `RTCDtlsTransport._send_rtp` does, without its four awaits (`_state`, `_tx_srtp` and its
+  libsrtp session `_srtp`, called through pylibsrtp's cffi `_binding`, `_RTCDtlsTransport__tx_bytes/
+  __tx_packets`, the ICE transport's `_connection._nominated` pair's `protocol.transport`, that asyncio
+  transport's `_sock`, and `remote_addr`), and keeps `_RTCRtpSender__ntp_timestamp/__rtp_timestamp/
+  __packet_count/__octet_count` true for its sender reports; `_run_rtp` replaced (sets `_RTCRtpSender__
+  rtp_started/__rtp_exited`); `_handle_rtcp_packet` serves NACKs from its own history (RTX with
+  `_rtx_ssrc`) and passes PLI/FIR and REMB to its listener. Uses `_ssrc`, `_stream_id`, `_track_id`.
 Also: `RTCRtpTransceiver._codecs/_headerExtensions` (negotiated parameters, rid extension patch),
 `RTCPeerConnection._RTCPeerConnection__connect` (starts senders added by a renegotiation),
 `RTCPeerConnection._RTCPeerConnection__sctp._bundled` (fix_sctp_bundle),
 `aiortc.rtp.DYNAMIC_PAYLOAD_TYPES` and `aiortc.codecs.CODECS` (install()), `aioice.ice.Connection.
-data_received` and its `_queue` (bounded by install()).
-tests/unit/test_hooks.py checks each of these names so that an aiortc upgrade fails loudly.
+data_received` and its `_queue` (bounded, and short-cut to the tap transport, by install()),
+`aioice.ice.StunProtocol.datagram_received` (media skips its STUN parse attempt) with its `receiver` and
+`local_candidate`.
+tests/unit/test_hooks.py checks each of these names so that an upgrade fails loudly.
 """
 
 import asyncio
 import logging
+import socket
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -35,7 +44,8 @@ from typing import Any, Protocol
 import aioice.ice
 import aiortc.codecs
 import aiortc.rtp
-from aiortc import RTCPeerConnection, RTCRtpTransceiver
+import pylibsrtp
+from aiortc import RTCPeerConnection, RTCRtpTransceiver, clock
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpparameters import (
@@ -59,6 +69,8 @@ from aiortc.rtp import (
     pack_remb_fci,
     unpack_remb_fci,
 )
+from pylibsrtp._binding import ffi as srtp_ffi
+from pylibsrtp._binding import lib as srtp_lib
 
 from actors.media import rtp
 from actors.media.codecs import DYNAMIC_PAYLOAD_TYPES, EXTRA_VIDEO_CODECS
@@ -71,6 +83,7 @@ _ratelog = RateLimitedLog(log)
 MAX_ICE_QUEUE = 2048  # datagrams waiting in one aioice connection before we drop (aioice's is unbounded)
 MAX_LEARNED_SSRCS = 16  # unsignalled SSRCs one tap receiver adopts (3 simulcast layers + RTX, with margin)
 SENDER_HISTORY = 1024  # packets a passthrough sender keeps for NACKs (a power of two)
+SRTP_BUFFER = 1500  # bytes of a sender's SRTP buffer (pylibsrtp's size: packets up to 1356 bytes)
 
 # Process-wide drop counters of the hooks (the worker adds them to its stats).
 counters: Counter[str] = Counter()
@@ -79,7 +92,10 @@ counters: Counter[str] = Counter()
 class RtpSink(Protocol):
     """Where a tap receiver delivers decrypted, RTX-unwrapped RTP (raw bytes, header parsed)."""
 
-    async def on_rtp(self, raw: bytes, header: rtp.RtpHeader, rid: str | None) -> None: ...
+    def deliver(
+        self, raw: bytes, header: rtp.RtpHeader, rid: str | None, extensions: dict[int, bytes] | None = None
+    ) -> None:
+        """One packet, synchronously (the hot path has no awaits); `extensions` when already read."""
 
 
 # ----- process-wide set-up ---------------------------------------------------------------------------------
@@ -124,10 +140,34 @@ def install() -> None:
             )
         )
     aioice.ice.Connection.data_received = _bounded_data_received  # type: ignore[method-assign]
+    aioice.ice.Connection.sfu_tap = None  # type: ignore[attr-defined]  # set per object by tap_transport
+    aioice.ice.StunProtocol.datagram_received = _demuxed_datagram_received  # type: ignore[method-assign,assignment]
+
+
+_stun_datagram_received = aioice.ice.StunProtocol.datagram_received
+
+
+def _demuxed_datagram_received(self: Any, data: bytes, addr: tuple[Any, ...]) -> None:
+    """aioice tries to parse every datagram as STUN and takes the ValueError as "not STUN": RFC 7983 tells
+    them apart by the first byte (STUN 0-3, DTLS 20-63, RTP/RTCP 128-191), so media skips the attempt."""
+    if data and data[0] > 3:
+        self.receiver.data_received(data, self.local_candidate.component)
+    else:
+        _stun_datagram_received(self, data, addr)
 
 
 def _bounded_data_received(self: Any, data: bytes, component: int) -> None:
     queue: asyncio.Queue[Any] = self._queue
+    tap: TapDtlsTransport | None = self.sfu_tap
+    if (
+        tap is not None
+        and len(data) > 12
+        and 127 < data[0] < 192  # SRTP or SRTCP
+        and not 191 < data[1] < 224  # not SRTCP (RFC 5761)
+        and not queue.qsize()  # nothing queued before it: the order stays
+        and tap._receive_srtp(data)
+    ):
+        return
     if queue.qsize() >= MAX_ICE_QUEUE:
         counters["dropped_ice_queue_full"] += 1
         _ratelog.warning("ice_queue", "ICE receive queue full (%d): dropping datagrams", MAX_ICE_QUEUE)
@@ -187,11 +227,64 @@ def sender_ssrc(sender: RTCRtpSender) -> int:
 
 
 class TapDtlsTransport(RTCDtlsTransport):
-    """Keeps the raw decrypted bytes on the parsed packet (`packet.raw`), routes by MID as a fallback, admits
-    only SSRCs its tap receivers accept, and never lets a bad packet end the transport: aiortc's receive loop
-    closes the DTLS transport (the publisher's whole PC) on any exception out of these handlers."""
+    """Keeps the raw decrypted bytes, routes by MID as a fallback, admits only SSRCs its tap receivers
+    accept, and never lets a bad packet end the transport: aiortc's receive loop closes the DTLS transport
+    (the publisher's whole PC) on any exception out of these handlers.
+
+    The hot path: the ICE connection hands an SRTP packet straight to `_receive_srtp` (no queue, no task
+    switch), which unprotects it and gives a packet of a known SSRC of a tap receiver straight to that
+    receiver, without aiortc's full parse (`RtpPacket.parse` copies the payload and decodes extensions)."""
 
     async def _handle_rtp_data(self, data: bytes, arrival_time_ms: int) -> None:
+        pending = self._route_rtp(data, arrival_time_ms)
+        if pending is not None:
+            try:
+                await pending
+            except Exception as e:  # a bug, not bad input: count and log it, keep the PC
+                _handler_error(e)
+
+    def _receive_srtp(self, data: bytes) -> bool:
+        """An SRTP packet from the ICE connection's datagram callback, handled now: what aiortc's receive
+        loop does with it (count, unprotect, handle). False (nothing done) when SRTP is not set up yet: the
+        packet then takes aiortc's queue. Never raises (the callback's exception would close the socket)."""
+        srtp = self._rx_srtp
+        if srtp is None or self._state != State.CONNECTED:
+            return False
+        self._RTCDtlsTransport__rx_bytes += len(data)  # type: ignore[attr-defined]
+        self._RTCDtlsTransport__rx_packets += 1  # type: ignore[attr-defined]
+        try:
+            data = srtp.unprotect(data)
+        except pylibsrtp.Error:  # replayed or forged: aiortc drops it too (and logs it at debug level)
+            counters["dropped_srtp_unprotect"] += 1
+            return True
+        try:
+            pending = self._route_rtp(data, None)
+            if pending is not None:
+                spawn(pending)
+        except Exception as e:
+            _handler_error(e)
+        return True
+
+    def _route_rtp(self, data: bytes, arrival_time_ms: int | None) -> Awaitable[None] | None:
+        """Hand one decrypted RTP packet to its receiver; returns what is left to await, if anything."""
+        try:
+            header = rtp.parse_header(data)
+        except rtp.RtpError:
+            counters["dropped_malformed_rtp"] += 1
+            _ratelog.warning("malformed_rtp", "malformed RTP dropped (%d bytes)", len(data))
+            return None
+        receiver = self._rtp_router.ssrc_table.get(header.ssrc)
+        if isinstance(receiver, TapReceiver):
+            try:
+                receiver._tap_rtp(data, header)
+            except Exception as e:
+                _handler_error(e)
+            return None
+        return self._route_new(data, clock.current_ms() if arrival_time_ms is None else arrival_time_ms)
+
+    async def _route_new(self, data: bytes, arrival_time_ms: int) -> None:
+        """A packet of an SSRC not routed to a tap receiver yet: aiortc's parse and router (which learns
+        an SSRC by its payload type), the MID as a fallback, and the tap receiver's admission."""
         try:
             packet = RtpPacket.parse(data, self._rtp_header_extensions_map)
         except ValueError:
@@ -221,8 +314,7 @@ class TapDtlsTransport(RTCDtlsTransport):
         try:
             await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
         except Exception as e:  # a bug, not bad input: count and log it, keep the PC
-            counters["rtp_handler_errors"] += 1
-            _ratelog.warning("rtp_handler", "RTP packet (SSRC %d) dropped on an error: %r", packet.ssrc, e)
+            _handler_error(e)
 
     async def _handle_rtcp_data(self, data: bytes) -> None:
         try:
@@ -245,6 +337,31 @@ class TapDtlsTransport(RTCDtlsTransport):
 def tap_transport(transport: RTCDtlsTransport) -> None:
     if not isinstance(transport, TapDtlsTransport):
         transport.__class__ = TapDtlsTransport
+    connection: Any = transport.transport._connection
+    connection.sfu_tap = transport  # the ICE connection's shortcut to us (see install())
+
+
+def _handler_error(e: Exception) -> None:
+    counters["rtp_handler_errors"] += 1
+    _ratelog.warning("rtp_handler", "RTP packet dropped on an error: %r", e)
+
+
+_spawned: set["asyncio.Future[None]"] = set()
+
+
+def spawn(work: Awaitable[None]) -> None:
+    """Run what the synchronous hot path cannot await (an RTCP send, an async sink) as a task; tasks run in
+    creation order. Failures are counted and logged, never raised."""
+    task = asyncio.ensure_future(work)
+    _spawned.add(task)
+    task.add_done_callback(_spawn_done)
+
+
+def _spawn_done(task: "asyncio.Future[None]") -> None:
+    _spawned.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        exc = task.exception()
+        _handler_error(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
 
 
 # ----- receiving: the tap receiver -------------------------------------------------------------------------
@@ -276,11 +393,13 @@ class TapReceiver(RTCRtpReceiver):
         self._rrid_id: int | None = None
         self.counters: Counter[str] = Counter()
         self._learned: set[int] = set()
+        self._pt_info: dict[int, tuple[RTCRtpCodecParameters, bool]] = {}  # payload type -> (codec, is RTX)
 
     async def receive(self, parameters: RTCRtpReceiveParameters) -> None:
         if self._RTCRtpReceiver__started:
             return
         codecs = self._RTCRtpReceiver__codecs
+        self._pt_info.clear()
         for codec in parameters.codecs:
             if codec.payloadType is not None:
                 codecs[codec.payloadType] = codec
@@ -296,52 +415,77 @@ class TapReceiver(RTCRtpReceiver):
         self._RTCRtpReceiver__started = True
 
     async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
-        if not self._enabled:
-            return
-        codec = self._RTCRtpReceiver__codecs.get(packet.payload_type)
+        """aiortc's entry (a packet its router found): the raw bytes TapDtlsTransport kept, to `_tap_rtp`."""
         raw: bytes | None = getattr(packet, "raw", None)
-        if codec is None or raw is None:
-            self.counters["dropped_unknown_pt"] += 1
+        if raw is None:
+            if self._enabled:
+                self.counters["dropped_unknown_pt"] += 1
             return
         try:
             header = rtp.parse_header(raw)
-            extensions = rtp.read_extensions(raw, header) if self._rid_id or self._rrid_id else {}
         except rtp.RtpError:
             counters["dropped_malformed_rtp"] += 1
             return
+        self._tap_rtp(raw, header)
+
+    def _tap_rtp(self, raw: bytes, header: rtp.RtpHeader) -> None:
+        """One decrypted packet: RR statistics, RTX unwrap, rid learning, NACKs (sent by a task), then the
+        sink's `deliver`."""
+        if not self._enabled:
+            return None
+        payload_type = header.payload_type
+        info = self._pt_info.get(payload_type)
+        if info is None:
+            codec = self._RTCRtpReceiver__codecs.get(payload_type)
+            if codec is None:
+                self.counters["dropped_unknown_pt"] += 1
+                return None
+            info = self._pt_info[payload_type] = (codec, is_rtx(codec))
+        codec, rtx = info
+        try:
+            extensions = (
+                rtp.read_extensions(raw, header)
+                if header.ext_profile is not None and (self._rid_id or self._rrid_id)
+                else None
+            )
+        except rtp.RtpError:
+            counters["dropped_malformed_rtp"] += 1
+            return None
+        ssrc = header.ssrc
         streams: dict[int, StreamStatistics] = self._RTCRtpReceiver__remote_streams
-        stats = streams.get(packet.ssrc)
+        stats = streams.get(ssrc)
         if stats is None:
             if len(streams) >= MAX_LEARNED_SSRCS:  # a publisher m-line carries at most 3 layers (+ RTX)
                 self.counters["dropped_too_many_ssrcs"] += 1
-                return
-            stats = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
-        stats.add(packet)
-        if is_rtx(codec):
-            repaired = extensions.get(self._rrid_id) if self._rrid_id else None
+                return None
+            stats = streams[ssrc] = StreamStatistics(codec.clockRate)
+        stats.add(header)  # type: ignore[arg-type]  # reads sequence_number and timestamp only
+        if rtx:
+            repaired = extensions.get(self._rrid_id) if self._rrid_id and extensions else None
             if repaired:
-                self._rtx_rid[packet.ssrc] = repaired.decode(errors="replace")
-            unwrapped = self._unwrap_rtx(raw, header, codec, packet.ssrc)
+                self._rtx_rid[ssrc] = repaired.decode(errors="replace")
+            unwrapped = self._unwrap_rtx(raw, header, codec, ssrc)
             if unwrapped is None:
-                return
+                return None
             raw = unwrapped
             header = rtp.parse_header(raw)
+            extensions = None  # read again by the sink if it needs them
             self.counters["rtx_in"] += 1
-        else:
-            rid_value = extensions.get(self._rid_id) if self._rid_id else None
-            if rid_value and header.ssrc not in self.ssrc_rid:
+        elif self._rid_id:
+            rid_value = extensions.get(self._rid_id) if extensions else None
+            if rid_value and ssrc not in self.ssrc_rid:
                 rid = rid_value.decode(errors="replace")
-                self.ssrc_rid[header.ssrc] = rid
-                self.rid_ssrc[rid] = header.ssrc
+                self.ssrc_rid[ssrc] = rid
+                self.rid_ssrc[rid] = ssrc
         if self._RTCRtpReceiver__nack_generator is not None:  # video
             tracker = self._nacks.get(header.ssrc)
             if tracker is None:
                 tracker = self._nacks[header.ssrc] = NackTracker()
             if tracker.add(header.sequence_number):
                 self.counters["nacks_sent"] += 1
-                await self._send_rtcp_nack(header.ssrc, tracker.missing_list())
+                spawn(self._send_rtcp_nack(header.ssrc, tracker.missing_list()))
         if self.sink is not None:
-            await self.sink.on_rtp(raw, header, self.ssrc_rid.get(header.ssrc))
+            self.sink.deliver(raw, header, self.ssrc_rid.get(header.ssrc), extensions)
 
     def admit(self, ssrc: int) -> bool:
         """Whether an SSRC not yet routed here may be: a signalled one (a=ssrc) always; when the publisher
@@ -434,6 +578,7 @@ class PassthroughSender(RTCRtpSender):
         self.last_time = 0.0
         self.remb_bps: int | None = None
         self.counters: Counter[str] = Counter()
+        self._egress = Egress()
 
     async def send(self, parameters: RTCRtpSendParameters) -> None:
         self.rtx_pt = None
@@ -464,13 +609,20 @@ class PassthroughSender(RTCRtpSender):
 
     async def write_rtp(self, data: bytes, sequence_number: int, timestamp: int, payload_length: int) -> bool:
         """Send one rewritten packet (SRTP protect + ICE); False when the transport is not connected."""
+        return self.send_now(data, sequence_number, timestamp, payload_length, rtp.ntp_time())
+
+    def send_now(
+        self, data: bytes, sequence_number: int, timestamp: int, payload_length: int, ntp_time: int
+    ) -> bool:
+        """`write_rtp` without a coroutine, for the forwarding hot path; `ntp_time` is the send time (one
+        reading per incoming packet serves all its copies)."""
         self.history[sequence_number % SENDER_HISTORY] = data
-        self._RTCRtpSender__ntp_timestamp = rtp.ntp_time()
+        self._RTCRtpSender__ntp_timestamp = ntp_time
         self._RTCRtpSender__rtp_timestamp = timestamp
         self._RTCRtpSender__packet_count += 1
         self._RTCRtpSender__octet_count += payload_length
         try:
-            await send_rtp(self.transport, data)
+            self._egress.send(self.transport, data)
         except ConnectionError:
             self.counters["send_errors"] += 1
             return False
@@ -509,31 +661,117 @@ class PassthroughSender(RTCRtpSender):
             self.rtx_seq = (self.rtx_seq + 1) & 0xFFFF
         self.counters["nack_served"] += 1
         try:
-            await send_rtp(self.transport, data)
+            self._egress.send(self.transport, data)
         except ConnectionError:
             self.counters["send_errors"] += 1
 
 
-async def send_rtp(dtls: RTCDtlsTransport, data: bytes) -> None:
-    """SRTP-protect one RTP packet and send it: aiortc's `RTCDtlsTransport._send_rtp`, which goes through
-    four coroutines (DTLS, ICE transport, aioice connection, STUN protocol) per packet, with the datagram
-    handed straight to the nominated pair's socket when that is a plain UDP pair (a TURN pair keeps aioice's
-    path). ConnectionError when not connected, as aiortc."""
-    if dtls._state != State.CONNECTED:
-        raise ConnectionError("Cannot send encrypted RTP, not connected")
-    protected = dtls._tx_srtp.protect(data)
-    pair = dtls.transport._connection._nominated.get(1)
-    if pair is None:
-        raise ConnectionError("Cannot send data, not connected")
-    protocol = pair.protocol
-    if type(protocol) is aioice.ice.StunProtocol:
-        if protocol.transport is None or protocol.transport.is_closing():
+_sending: set["asyncio.Task[None]"] = set()  # sends through a TURN relay, in flight
+
+
+class Egress:
+    """SRTP-protects RTP packets and sends them: aiortc's `RTCDtlsTransport._send_rtp`, which goes through
+    four coroutines (DTLS, ICE transport, aioice connection, STUN protocol) per packet, done without any.
+    - SRTP: libsrtp's srtp_protect on the DTLS transport's session, in place in this sender's own buffer
+      (pylibsrtp's `Session.protect` allocates and copies twice around the same call); the datagram is sent
+      straight from that buffer.
+    - ICE: it remembers the nominated pair's socket and address and writes to the socket itself (asyncio's
+      transport.sendto takes over only when it has a backlog or the socket fails). A TURN pair keeps aioice's
+      coroutine, run as a task (tasks run in creation order, so packets keep theirs).
+    ConnectionError when not connected, as aiortc."""
+
+    __slots__ = (
+        "_addr",
+        "_backlog",
+        "_buffer",
+        "_cdata",
+        "_length",
+        "_pair",
+        "_session",
+        "_sock",
+        "_srtp",
+        "_udp",
+        "_view",
+    )
+
+    def __init__(self) -> None:
+        self._pair: object = None
+        self._udp: Any = None  # the pair's asyncio transport (plain UDP; a _SelectorDatagramTransport)
+        self._sock: Any = None  # ... and its socket
+        self._addr: tuple[str, int] = ("", 0)
+        self._session: pylibsrtp.Session | None = None
+        self._srtp: Any = None  # the session's srtp_t
+        self._cdata = srtp_ffi.new("char[]", SRTP_BUFFER)
+        self._buffer = srtp_ffi.buffer(self._cdata)
+        self._view = memoryview(self._buffer)
+        self._length = srtp_ffi.new("int *")
+        self._backlog = False  # a send went to asyncio's transport: it may hold a queue to keep behind
+
+    def send(self, dtls: RTCDtlsTransport, data: bytes) -> None:
+        if dtls._state != State.CONNECTED:
+            raise ConnectionError("Cannot send encrypted RTP, not connected")
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is not self._pair:
+            self._route(pair)
+        protected = self.protect(dtls._tx_srtp, data)
+        udp = self._udp
+        if udp is not None:
+            if self._sock is None or (self._backlog and udp.get_write_buffer_size()):  # asyncio's queue
+                self._send_udp(udp, protected)
+            else:
+                try:
+                    self._sock.sendto(protected, self._addr)
+                    self._backlog = False
+                except OSError:  # asyncio buffers (a copy) on EAGAIN, reports other errors to the protocol
+                    self._backlog = True
+                    self._send_udp(udp, protected)
+        else:
+            task = asyncio.ensure_future(_send_relayed(self._pair, bytes(protected), self._addr))
+            _sending.add(task)
+            task.add_done_callback(_sending.discard)
+        dtls._RTCDtlsTransport__tx_bytes += len(protected)  # type: ignore[attr-defined]
+        dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+
+    def protect(self, session: pylibsrtp.Session, data: bytes) -> bytes | memoryview:
+        """`session.protect(data)`, in this object's buffer: valid until the next call."""
+        if session is not self._session:
+            self._session, self._srtp = session, session._srtp[0]
+        size = len(data)
+        if size > SRTP_BUFFER - pylibsrtp.SRTP_MAX_TRAILER_LEN:
+            return session.protect(data)  # raises pylibsrtp's ValueError
+        self._buffer[0:size] = data
+        length = self._length
+        length[0] = size
+        status = srtp_lib.srtp_protect(self._srtp, self._cdata, length)
+        if status:
+            raise pylibsrtp.Error(pylibsrtp.ERRORS[status])
+        return self._view[0 : length[0]]
+
+    def _route(self, pair: Any) -> None:
+        self._pair, self._udp, self._sock = None, None, None
+        if pair is None:
+            raise ConnectionError("Cannot send data, not connected")
+        protocol = pair.protocol
+        if type(protocol) is aioice.ice.StunProtocol:
+            udp = protocol.transport
+            if udp is None or udp.is_closing():
+                raise ConnectionError("ICE socket closed")
+            sock = getattr(udp, "_sock", None)  # asyncio's _SelectorDatagramTransport
+            self._udp, self._sock = udp, sock if isinstance(sock, socket.socket) else None
+        self._pair, self._addr = pair, pair.remote_addr
+
+    def _send_udp(self, udp: Any, data: bytes | memoryview) -> None:
+        if udp.is_closing():
+            self._pair = None
             raise ConnectionError("ICE socket closed")
-        protocol.transport.sendto(protected, pair.remote_addr)
-    else:
-        await protocol.send_data(protected, pair.remote_addr)
-    dtls._RTCDtlsTransport__tx_bytes += len(protected)  # type: ignore[attr-defined]
-    dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
+        udp.sendto(data, self._addr)
+
+
+async def _send_relayed(pair: Any, data: bytes, addr: tuple[str, int]) -> None:
+    try:
+        await pair.protocol.send_data(data, addr)
+    except (ConnectionError, OSError):
+        counters["dropped_relay_send"] += 1
 
 
 def passthrough_sender(sender: RTCRtpSender) -> PassthroughSender:

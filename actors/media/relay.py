@@ -233,7 +233,7 @@ class RelaySocket(asyncio.DatagramProtocol):
             if up.closed:
                 continue
             try:
-                await up.on_rtp(raw, header, rid)
+                up.deliver(raw, header, rid)
             except Exception as e:  # a bug, not bad input: count it and keep relaying
                 self._counters["relay_handler_errors"] += 1
                 _ratelog.warning("handler", "relayed RTP for %s dropped on an error: %r", up.track_sid, e)

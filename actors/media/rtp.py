@@ -7,6 +7,8 @@ knows): it reads the fixed header, keeps the payload bytes exactly, and rebuilds
 import struct
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import NamedTuple
 
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 RID_URI = "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id"
@@ -21,14 +23,16 @@ TWO_BYTE_PROFILE_MASK = 0xFFF0
 TWO_BYTE_PROFILE = 0x1000
 _FIXED = struct.Struct("!BBHII")
 _SEQ_TS_SSRC = struct.Struct("!HII")
+_PROFILE_WORDS = struct.Struct("!HH")
 
 
 class RtpError(ValueError):
     """Bytes that are not a well-formed RTP packet."""
 
 
-@dataclass(frozen=True, slots=True)
-class RtpHeader:
+class RtpHeader(NamedTuple):
+    """The parsed fixed header of a raw packet (a named tuple: built once per incoming packet, cheaply)."""
+
     payload_type: int
     marker: bool
     sequence_number: int
@@ -68,7 +72,7 @@ def parse_header(raw: bytes | bytearray) -> RtpHeader:
     if b0 & 0x10:
         if pos + 4 > n:
             raise RtpError("truncated header extension")
-        profile, words = struct.unpack_from("!HH", raw, pos)
+        profile, words = _PROFILE_WORDS.unpack_from(raw, pos)
         pos += 4 + 4 * words
     if pos > n:
         raise RtpError("header longer than the packet")
@@ -133,8 +137,13 @@ def build_extension_block(elements: list[tuple[int, bytes]]) -> bytes:
     """An extension block (profile, length, elements, zero padding); one-byte form whenever it fits."""
     if not elements:
         return b""
+    one_byte = True
+    for ext_id, value in elements:
+        if not (1 <= ext_id <= 14 and 1 <= len(value) <= 16):
+            one_byte = False
+            break
     body = bytearray()
-    if all(1 <= i <= 14 and 1 <= len(v) <= 16 for i, v in elements):
+    if one_byte:
         profile = ONE_BYTE_PROFILE
         for ext_id, value in elements:
             body.append((ext_id << 4) | (len(value) - 1))
@@ -146,26 +155,69 @@ def build_extension_block(elements: list[tuple[int, bytes]]) -> bytes:
                 raise RtpError(f"extension {ext_id} cannot be encoded")
             body += bytes((ext_id, len(value))) + value
     body += b"\x00" * (-len(body) % 4)
-    return struct.pack("!HH", profile, len(body) // 4) + bytes(body)
+    return _PROFILE_WORDS.pack(profile, len(body) // 4) + bytes(body)
 
 
 @dataclass(frozen=True)
 class ExtensionPlan:
-    """How one publisher m-line's header extensions become one subscriber m-line's."""
+    """How one publisher m-line's header extensions become one subscriber m-line's.
+
+    Plans from `between` are shared by every down track with the same negotiation, and a plan remembers the
+    block it built last, so the subscribers of one packet build its extension block once."""
 
     id_map: dict[int, int] = field(default_factory=dict)  # publisher id -> subscriber id (kept ones)
     mid_id: int | None = None  # the subscriber's MID id (always written when set)
     mid_value: bytes = b""
     abs_send_time_id: int | None = None  # subscriber id, restamped at send time
+    # The block of a packet without extensions (only the MID), and the last block built (extensions, send
+    # time, block): not part of the plan's identity.
+    _static: bytes = field(default=b"", init=False, compare=False, repr=False)
+    _last: list[object] = field(
+        default_factory=lambda: [None, None, b""], init=False, compare=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_static", self._build({}, None))
 
     @classmethod
     def between(cls, publisher: dict[str, int], subscriber: dict[str, int], mid: str) -> "ExtensionPlan":
         """The plan for two uri -> id maps; MID is replaced, rid/repaired-rid are dropped."""
-        skip = EGRESS_DROPPED_URIS | {MID_URI}
-        id_map = {
-            pid: subscriber[uri] for uri, pid in publisher.items() if uri in subscriber and uri not in skip
-        }
-        return cls(id_map, subscriber.get(MID_URI), mid.encode(), subscriber.get(ABS_SEND_TIME_URI))
+        return _plan(tuple(sorted(publisher.items())), tuple(sorted(subscriber.items())), mid)
+
+    def block(self, extensions: dict[int, bytes] | None, send_time: bytes | None = None) -> bytes:
+        """The subscriber's extension block for a packet with these (publisher) extensions."""
+        if not extensions:
+            return self._static
+        last = self._last
+        if last[0] is extensions and last[1] == send_time:
+            return last[2]  # type: ignore[return-value]
+        block = self._build(extensions, send_time)
+        last[0], last[1], last[2] = extensions, send_time, block
+        return block
+
+    def _build(self, extensions: dict[int, bytes], send_time: bytes | None) -> bytes:
+        elements: list[tuple[int, bytes]] = []
+        id_map = self.id_map
+        for ext_id, value in extensions.items():
+            out_id = id_map.get(ext_id)
+            if out_id is None:
+                continue
+            if out_id == self.abs_send_time_id and send_time is not None:
+                value = send_time
+            elements.append((out_id, value))
+        if self.mid_id is not None and self.mid_value:
+            elements.append((self.mid_id, self.mid_value))
+        return build_extension_block(elements)
+
+
+@lru_cache(maxsize=1024)
+def _plan(
+    publisher: tuple[tuple[str, int], ...], subscriber: tuple[tuple[str, int], ...], mid: str
+) -> ExtensionPlan:
+    skip = EGRESS_DROPPED_URIS | {MID_URI}
+    sub = dict(subscriber)
+    id_map = {pid: sub[uri] for uri, pid in publisher if uri in sub and uri not in skip}
+    return ExtensionPlan(id_map, sub.get(MID_URI), mid.encode(), sub.get(ABS_SEND_TIME_URI))
 
 
 NTP_UNIX_OFFSET = 2_208_988_800  # seconds from 1900-01-01 (NTP's epoch) to 1970-01-01
@@ -192,26 +244,25 @@ def rewrite(
     timestamp: int,
     ssrc: int,
     send_time: bytes | None = None,
-) -> bytearray:
-    """The packet for one subscriber: new PT/seq/ts/SSRC and extension block; payload and padding kept."""
-    elements: list[tuple[int, bytes]] = []
-    for ext_id, value in read_extensions(raw, header).items():
-        out_id = plan.id_map.get(ext_id)
-        if out_id is None:
-            continue
-        if out_id == plan.abs_send_time_id and send_time is not None:
-            value = send_time
-        elements.append((out_id, value))
-    if plan.mid_id is not None and plan.mid_value:
-        elements.append((plan.mid_id, plan.mid_value))
-    block = build_extension_block(elements)
-    out = bytearray(raw[: header.csrc_end])
-    out[0] = (out[0] & 0xEF) | (0x10 if block else 0)
-    out[1] = (out[1] & 0x80) | payload_type
-    _SEQ_TS_SSRC.pack_into(out, 2, sequence_number, timestamp, ssrc)
-    out += block
-    out += raw[header.header_length :]
-    return out
+    extensions: dict[int, bytes] | None = None,
+) -> bytes:
+    """The packet for one subscriber: new PT/seq/ts/SSRC and extension block; payload and padding kept.
+    `extensions`: the packet's, when the caller has read them already (once for all its subscribers)."""
+    if extensions is None and header.ext_profile is not None:
+        extensions = read_extensions(raw, header)
+    block = plan.block(extensions, send_time)
+    fixed = _FIXED.pack(
+        (raw[0] & 0xEF) | (0x10 if block else 0),
+        (raw[1] & 0x80) | payload_type,
+        sequence_number,
+        timestamp,
+        ssrc,
+    )
+    csrc_end = header.csrc_end
+    rest = memoryview(raw)[header.header_length :]
+    if csrc_end == 12:
+        return b"".join((fixed, block, rest))
+    return b"".join((fixed, raw[12:csrc_end], block, rest))
 
 
 def rtx_unwrap(raw: bytes | bytearray, header: RtpHeader, payload_type: int, ssrc: int) -> bytes:

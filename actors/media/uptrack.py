@@ -4,14 +4,15 @@ An up track is fed either by a tap receiver (the publisher is on this worker) or
 copy from the publisher's worker). Both deliver decrypted, RTX-unwrapped raw RTP with its parsed header.
 """
 
-import hashlib
+import asyncio
 import logging
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from actors.media import rtp
+from actors.media import hooks, rtp
 from actors.media.codecs import keyframe_detector, vp8_resolution
 from actors.media.ratelog import RateLimitedLog
 from actors.media.rtcp import KEYFRAME_INTERVAL, RateLimiter
@@ -52,8 +53,14 @@ class Layer:
     resolution: tuple[int, int] | None = None
 
 
-def digest(payload: bytes | bytearray | memoryview) -> str:
-    return hashlib.blake2b(payload, digest_size=8).hexdigest()
+def digest(payload: bytes | bytearray | memoryview) -> int:
+    """A payload's checksum (CRC-32: ~4x cheaper than a cryptographic hash; it only has to tell the tests'
+    payloads apart); stats() shows it in hex."""
+    return zlib.crc32(payload)
+
+
+def digests_hex(digests: list[int]) -> list[str]:
+    return [f"{d:08x}" for d in digests]
 
 
 # (rid, media ssrc or None) -> send a keyframe request upstream
@@ -86,6 +93,7 @@ class UpTrack:
         self.kind = kind
         self.mime_type = mime_type
         self.rids = list(rids)
+        self.simulcast = len(self.rids) > 1  # more than one layer (rids are fixed at publication)
         self.params: TrackParams | None = None
         self.muted = False
         self.closed = False
@@ -98,18 +106,15 @@ class UpTrack:
         self.bytes_in = 0
         self.keyframes_in = 0
         self.keyframe_requests = 0
-        self.digests_in: list[str] = []
+        self.digests_in: list[int] = []
         self._request_upstream = request_upstream
+        self._requests: set[asyncio.Task[None]] = set()  # keyframe requests in flight
         self._limiter = RateLimiter(KEYFRAME_INTERVAL)
         self._is_keyframe = keyframe_detector(mime_type)
         self._clock_rate = 48000 if kind == "audio" else 90000
 
     def __repr__(self) -> str:
         return f"UpTrack({self.track_sid} {self.kind} {self.mime_type})"
-
-    @property
-    def simulcast(self) -> bool:
-        return len(self.rids) > 1
 
     @property
     def clock_rate(self) -> int:
@@ -122,9 +127,19 @@ class UpTrack:
             self.mime_type = params.codecs[0].mime_type
             self._is_keyframe = keyframe_detector(self.mime_type)
 
-    async def on_rtp(self, raw: bytes, header: rtp.RtpHeader, rid: str | None) -> None:
+    def deliver(
+        self,
+        raw: bytes,
+        header: rtp.RtpHeader,
+        rid: str | None,
+        extensions: dict[int, bytes] | None = None,
+    ) -> None:
+        """One incoming packet: count it, then fan it out to the down tracks and relays (no awaits: the
+        rare keyframe request upstream runs as a task). `extensions`: the packet's header extensions when
+        the caller has read them already; read here (once for every subscriber) otherwise."""
         self.packets_in += 1
-        self.bytes_in += header.payload_length
+        payload_length = header.payload_end - header.header_length
+        self.bytes_in += payload_length
         if self.muted or self.closed:
             return
         now = time.monotonic()
@@ -133,7 +148,7 @@ class UpTrack:
             layer = self.layers[rid] = Layer()
         layer.ssrc = header.ssrc
         layer.packets += 1
-        layer.bytes += header.payload_length
+        layer.bytes += payload_length
         layer.last_packet = now
         payload = memoryview(raw)[header.header_length : header.payload_end]
         is_keyframe = self.kind == "video" and self._is_keyframe(payload)
@@ -142,26 +157,54 @@ class UpTrack:
             layer.keyframes += 1
             if self.mime_type.lower() == "video/vp8":
                 layer.resolution = vp8_resolution(payload) or layer.resolution
-        if len(self.digests_in) < DIGEST_LIMIT and header.payload_length:
+        if len(self.digests_in) < DIGEST_LIMIT and payload_length:
             self.digests_in.append(digest(payload))
         if self.relay is not None:
             self.relay.send(raw, rid)
+        if not self.downs:
+            return
+        if extensions is None and header.ext_profile is not None:
+            try:
+                extensions = rtp.read_extensions(raw, header)
+            except rtp.RtpError as e:  # an extension block aiortc's parser let through but ours cannot read
+                hooks.counters["dropped_unforwardable_rtp"] += 1
+                _ratelog.warning("unforwardable", "%r: RTP packet not forwardable, dropped: %s", self, e)
+                return
+        ntp = rtp.ntp_time()
         for down in list(self.downs.values()):
             try:
-                await down.forward(raw, header, rid, is_keyframe, now)
+                down.forward(raw, header, rid, is_keyframe, now, ntp, extensions)
             except Exception as e:  # a bug in one subscriber's path must not starve the others
                 self.forward_errors += 1
                 _ratelog.warning("forward", "%r: forwarding to %s failed: %r", self, down.sub_sid, e)
 
     async def request_keyframe(self, rid: str | None = None) -> None:
         """Ask the publisher for a keyframe of layer `rid`, at most once per KEYFRAME_INTERVAL per layer."""
+        request = self._keyframe_request(rid)
+        if request is not None:
+            await request
+
+    def request_keyframe_soon(self, rid: str | None = None) -> None:
+        """`request_keyframe` from the hot path: rate-limited now, the request itself sent by a task."""
+        request = self._keyframe_request(rid)
+        if request is not None:
+            task = asyncio.ensure_future(request)
+            self._requests.add(task)
+            task.add_done_callback(self._request_done)
+
+    def _keyframe_request(self, rid: str | None) -> Awaitable[None] | None:
         if self.kind != "video" or self.closed or self.muted:
-            return
+            return None
         if not self._limiter.allow(rid):
-            return
+            return None
         self.keyframe_requests += 1
         layer = self.layers.get(rid)
-        await self._request_upstream(rid, layer.ssrc if layer is not None else None)
+        return self._request_upstream(rid, layer.ssrc if layer is not None else None)
+
+    def _request_done(self, task: "asyncio.Task[None]") -> None:
+        self._requests.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _ratelog.warning("keyframe", "%r: keyframe request failed: %r", self, task.exception())
 
     def active_rids(self, now: float) -> list[str]:
         return [
@@ -204,6 +247,6 @@ class UpTrack:
                 }
                 for rid, la in self.layers.items()
             },
-            "digests_in": list(self.digests_in),
+            "digests_in": digests_hex(self.digests_in),
             "subscribers": {sid: d.stats() for sid, d in self.downs.items()},
         }

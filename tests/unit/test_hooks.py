@@ -1,21 +1,30 @@
-"""The aiortc/aioice internals actors/media/hooks.py relies on: an aiortc upgrade must fail here, loudly."""
+"""The aiortc/aioice/pylibsrtp/asyncio internals actors/media/hooks.py relies on: an upgrade must fail here,
+loudly."""
 
+import asyncio
 import inspect
+import os
+import socket
+import struct
+from importlib.metadata import version
 
 import aioice.ice
 import aiortc
 import aiortc.codecs
 import aiortc.rtp
+import pylibsrtp
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
 from aiortc.rtcdtlstransport import RTCDtlsTransport
-from aiortc.rtcrtpreceiver import RTCRtpReceiver
+from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
+from pylibsrtp import Policy, Session
 
-from actors.media import hooks
+from actors.media import hooks, rtp
 
 
 def test_pinned_versions() -> None:
     assert aiortc.__version__ == "1.16.0"
+    assert version("pylibsrtp") == "1.0.0"
 
 
 def test_private_names_exist() -> None:
@@ -33,6 +42,50 @@ def test_private_names_exist() -> None:
     assert inspect.iscoroutinefunction(aioice.ice.StunProtocol.send_data)
     assert isinstance(aiortc.rtp.DYNAMIC_PAYLOAD_TYPES, range | frozenset)
     assert "video" in aiortc.codecs.CODECS
+    # the SRTP hot path (hooks.TapDtlsTransport._receive_srtp, hooks.Egress)
+    assert "addr" in inspect.signature(aioice.ice.StunProtocol.datagram_received).parameters
+    assert "local_candidate" in aioice.ice.StunProtocol.__annotations__
+    assert hasattr(aioice.ice.StunProtocol(receiver=None), "receiver")  # type: ignore[arg-type]
+    assert "_queue" in vars(aioice.ice.Connection(ice_controlling=True))
+    assert hasattr(pylibsrtp._binding.lib, "srtp_protect") and pylibsrtp.SRTP_MAX_TRAILER_LEN >= 16
+    assert isinstance(pylibsrtp.ERRORS, list)
+
+
+async def test_datagram_transport_has_the_socket_and_buffer_egress_uses() -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    try:
+        assert isinstance(transport._sock, socket.socket)  # type: ignore[attr-defined]
+        assert transport.get_write_buffer_size() == 0  # type: ignore[attr-defined]
+    finally:
+        transport.close()
+
+
+def test_egress_protects_as_pylibsrtp_does() -> None:
+    key = os.urandom(30)
+    ours, theirs = (
+        Session(
+            Policy(
+                key=key,
+                ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+                srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80,
+            )
+        )
+        for _ in range(2)
+    )
+    assert hasattr(ours, "_srtp")
+    egress = hooks.Egress()
+    for seq in range(3):
+        packet = struct.pack("!BBHII", 0x80, 96, seq, 1000, 0x1234) + os.urandom(1000)
+        assert bytes(egress.protect(ours, packet)) == theirs.protect(packet)
+
+
+def test_stream_statistics_take_our_parsed_header() -> None:
+    stats = StreamStatistics(90000)
+    for seq in (10, 11, 13):
+        raw = struct.pack("!BBHII", 0x80, 96, seq, 3000 * seq, 0x1234) + b"x"
+        stats.add(rtp.parse_header(raw))  # type: ignore[arg-type]
+    assert stats.packets_received == 3 and stats.max_seq == 13 and stats.packets_lost == 1
 
 
 async def test_swapped_objects_have_the_fields_the_hooks_use() -> None:
@@ -68,11 +121,21 @@ async def test_swapped_objects_have_the_fields_the_hooks_use() -> None:
     hooks.label_sender(sender, "PA_x|TR_y", "TR_y")
     assert hooks.negotiated_codecs(transceiver) == [] and hooks.negotiated_extensions(transceiver) == {}
     transport = transceiver.receiver.transport
-    for name in ("_state", "_tx_srtp", "_RTCDtlsTransport__tx_bytes", "_RTCDtlsTransport__tx_packets"):
+    for name in (
+        "_state",
+        "_tx_srtp",
+        "_rx_srtp",
+        "_RTCDtlsTransport__tx_bytes",
+        "_RTCDtlsTransport__tx_packets",
+        "_RTCDtlsTransport__rx_bytes",
+        "_RTCDtlsTransport__rx_packets",
+    ):
         assert hasattr(transport, name), name
     assert hasattr(transport.transport, "_connection")
+    hooks.install()
     hooks.tap_transport(transport)
     assert isinstance(transport, hooks.TapDtlsTransport)
+    assert transport.transport._connection.sfu_tap is transport
     assert hasattr(transport, "_rtp_router") and hasattr(transport, "_rtp_header_extensions_map")
     await pc.setLocalDescription(await pc.createOffer())
     assert "a=msid:PA_x|TR_y TR_y" in pc.localDescription.sdp
@@ -87,3 +150,4 @@ def test_install_patches_payload_types_and_codecs() -> None:
     pts = [c.payloadType for c in aiortc.codecs.CODECS["video"]]
     assert len(pts) == len(set(pts))
     assert aioice.ice.Connection.data_received is hooks._bounded_data_received
+    assert aioice.ice.StunProtocol.datagram_received is hooks._demuxed_datagram_received

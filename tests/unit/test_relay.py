@@ -60,7 +60,7 @@ async def feed(up: UpTrack, count: int, rid: str = "h", first_seq: int = 1) -> l
     sent = []
     for i in range(count):
         raw = packet(seq=first_seq + i, payload=bytes([0x10, 0x00, i % 256]) * 20)
-        await up.on_rtp(raw, rtp.parse_header(raw), rid)
+        up.deliver(raw, rtp.parse_header(raw), rid)
         sent.append(raw)
     return sent
 
