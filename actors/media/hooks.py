@@ -711,7 +711,7 @@ class Egress:
         if dtls._state != State.CONNECTED:
             raise ConnectionError("Cannot send encrypted RTP, not connected")
         pair = dtls.transport._connection._nominated.get(1)
-        if pair is not self._pair:
+        if pair is not self._pair or pair is None:  # None: ICE closed (consent expired) before DTLS knew
             self._route(pair)
         protected = self.protect(dtls._tx_srtp, data)
         udp = self._udp

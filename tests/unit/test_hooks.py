@@ -7,14 +7,16 @@ import os
 import socket
 import struct
 from importlib.metadata import version
+from types import SimpleNamespace
 
 import aioice.ice
 import aiortc
 import aiortc.codecs
 import aiortc.rtp
 import pylibsrtp
+import pytest
 from aiortc import RTCBundlePolicy, RTCConfiguration, RTCPeerConnection
-from aiortc.rtcdtlstransport import RTCDtlsTransport
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
 from aiortc.rtcrtpreceiver import RTCRtpReceiver, StreamStatistics
 from aiortc.rtcrtpsender import RTCRtpSender
 from pylibsrtp import Policy, Session
@@ -151,3 +153,14 @@ def test_install_patches_payload_types_and_codecs() -> None:
     assert len(pts) == len(set(pts))
     assert aioice.ice.Connection.data_received is hooks._bounded_data_received
     assert aioice.ice.StunProtocol.datagram_received is hooks._demuxed_datagram_received
+
+
+def test_egress_refuses_when_ice_has_no_pair_but_dtls_still_says_connected() -> None:
+    """Consent expiry closes the ICE connection (no nominated pair) before DTLS leaves CONNECTED: a send then
+    is a ConnectionError, as aiortc's, and not an AttributeError in a task."""
+    connection = SimpleNamespace(_nominated={})
+    dtls = SimpleNamespace(_state=State.CONNECTED, transport=SimpleNamespace(_connection=connection))
+    egress = hooks.Egress()
+    for _ in range(2):
+        with pytest.raises(ConnectionError):
+            egress.send(dtls, b"\x80" * 20)  # type: ignore[arg-type]
