@@ -1,4 +1,4 @@
-"""python -m bench <scenario> [--json FILE] [--duration S] [--smoke] [--log-dir DIR]
+"""python -m bench <scenario> [--json FILE] [--duration S] [--smoke] [--sizes N,...] [--log-dir DIR]
 
 Scenarios: join, audio-room, fanout, relay, all. Runs inside the private network namespace of
 scripts/netns-run (re-executing itself there when root and not inside yet): the SDKs and the light peers
@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the result(s) here")
     parser.add_argument("--duration", type=float, default=20.0, help="measurement window, s (default 20)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, no Janus: checks the harness only")
+    parser.add_argument(
+        "--sizes",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        help="audio-room/fanout sizes instead of the defaults (e.g. 18,20: the largest room that fits)",
+    )
     parser.add_argument("--log-dir", type=Path, help="server logs (default: a temp dir)")
     args = parser.parse_args(argv)
     if argv is None:
@@ -42,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="raysfu-bench-"))
     duration = min(args.duration, 5.0) if args.smoke else args.duration
-    opts = Options(duration=duration, log_dir=log_dir, smoke=args.smoke)
+    opts = Options(duration=duration, log_dir=log_dir, smoke=args.smoke, sizes=args.sizes)
     names = ORDER if args.scenario == "all" else (args.scenario,)
     out: list[dict[str, Any]] = []
     failed = 0

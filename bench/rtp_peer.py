@@ -6,6 +6,7 @@ PassthroughSender, TapReceiver, TapDtlsTransport), imported here and nowhere els
 """
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -112,7 +113,20 @@ async def answer_offer(pc: RTCPeerConnection, offer_sdp: str, counters: dict[str
     await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
     tap_incoming(pc, counters)
     await pc.setLocalDescription(await pc.createAnswer())
+    task = asyncio.ensure_future(_start_when_connected(pc))
+    _starting.add(task)
+    task.add_done_callback(_starting.discard)
     return str(pc.localDescription.sdp)
+
+
+_starting: set["asyncio.Future[None]"] = set()
+
+
+async def _start_when_connected(pc: RTCPeerConnection) -> None:
+    """hooks.start_transceivers once connected: a receiver added while DTLS was connecting may not start."""
+    with contextlib.suppress(ConnectionError, TimeoutError):
+        await wait_connected(pc)
+        await hooks.start_transceivers(pc)
 
 
 # ----- sending -----------------------------------------------------------------------------------------

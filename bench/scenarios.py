@@ -35,6 +35,7 @@ class Options:
     duration: float
     log_dir: Path
     smoke: bool = False
+    sizes: tuple[int, ...] | None = None  # audio-room/fanout sizes instead of the scenario's own
 
 
 # ----- join (official SDK) ----------------------------------------------------------------------------
@@ -441,7 +442,7 @@ SCENARIOS: dict[str, Callable[[Options], dict[str, Any] | list[dict[str, Any]]]]
 def _sizes(scenario: str, sizes: tuple[int, ...], opts: Options) -> list[dict[str, Any]]:
     """One result per size; a size that fails gets a result with its error, the next one still runs."""
     out: list[dict[str, Any]] = []
-    for n in sizes:
+    for n in opts.sizes or sizes:
         try:
             out.append(run_media(MediaPlan(scenario, n), opts, with_janus=not opts.smoke))
         except ScenarioError as exc:

@@ -15,7 +15,7 @@ from livekit.protocol import rtc
 
 from actors.errors import CandidateError, NotFoundError, SdpError
 from actors.media.data import DATA_LABELS, LOSSY_LABEL, RELIABLE_LABEL
-from actors.media.hooks import start_senders
+from actors.media.hooks import start_transceivers
 from actors.media.sdp import check_sdp
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class ParticipantPeers:
         self._backlog: deque[bytes] = deque()
         self._answered = asyncio.Event()
         self._answered.set()
-        self._starter: asyncio.Future[None] | None = None
+        self._starters: dict[int, asyncio.Future[None]] = {}
 
     def __repr__(self) -> str:
         return f"peers:{self.room}/{self.identity}/{self.sid}"
@@ -95,9 +95,7 @@ class ParticipantPeers:
             check_sdp(sdp)
             await self._set_remote(SUBSCRIBER, pc, RTCSessionDescription(sdp=sdp, type="answer"))
             self._answered.set()
-            # aiortc starts new senders only if DTLS is connected when it applies the answer: once connected,
-            # run its connect step again so that senders added by this negotiation start.
-            self._starter = asyncio.ensure_future(self._start_senders(pc))
+            self._start_transceivers(SUBSCRIBER, pc)
 
     async def _wait_answered(self) -> None:
         try:
@@ -107,12 +105,17 @@ class ParticipantPeers:
                 "%r: previous subscriber offer unanswered after %s s; offering again", self, ANSWER_WAIT
             )
 
-    async def _start_senders(self, pc: RTCPeerConnection) -> None:
+    def _start_transceivers(self, target: int, pc: RTCPeerConnection) -> None:
+        """After a negotiation: once connected, run aiortc's connect step again, so that the senders and
+        receivers it added start even if DTLS was still connecting when aiortc applied it."""
+        self._starters[target] = asyncio.ensure_future(self._start_when_connected(pc))
+
+    async def _start_when_connected(self, pc: RTCPeerConnection) -> None:
         if await _wait_connected(pc, CONNECT_WAIT) and not self.closed:
             try:
-                await start_senders(pc)
+                await start_transceivers(pc)
             except Exception:
-                log.exception("%r: starting subscriber senders failed", self)
+                log.exception("%r: starting new senders/receivers failed", self)
 
     async def publisher_offer(self, sdp: str, on_remote: RemoteHook | None = None) -> str:
         """Answer the client's offer. `on_remote(pc)` runs between applying the offer and creating the answer
@@ -129,6 +132,7 @@ class ParticipantPeers:
                 raise SdpError(f"cannot answer the publisher offer: {e}") from e
             self._check_open()
             answer: str = pc.localDescription.sdp
+            self._start_transceivers(PUBLISHER, pc)
             if munge is not None:
                 answer = munge(answer)
             return answer
