@@ -197,8 +197,8 @@ def add_header_extensions(transceiver: RTCRtpTransceiver, extensions: dict[str, 
 
 async def start_transceivers(pc: RTCPeerConnection) -> None:
     """Run aiortc's connect step again. It starts a negotiation's new senders and receivers only if DTLS is
-    connected when that step runs; one that ran while DTLS was still connecting can leave a receiver never
-    started (its packets then dropped as from an unknown SSRC: seen in the audio-room bench's clients)."""
+    connected when that step runs; one that ran while DTLS was still connecting can leave them unstarted
+    (seen for senders: research/sdk-passthrough-relay.md)."""
     connect: Callable[[], Awaitable[None]] = getattr(pc, "_RTCPeerConnection__connect")  # noqa: B009
     await connect()
 
