@@ -1,13 +1,12 @@
 """Helpers for tests that drive the real LiveKit SDKs against a running raysfu server."""
 
-import asyncio
-import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from livekit import rtc
 
 from bench.server import Server as Server  # the `server` fixture's type, for the tests' annotations
+from tests.polling import wait_for as wait_for  # the interop tests import it from here with the rest
 
 
 class MintToken(Protocol):
@@ -39,15 +38,6 @@ class Connect(Protocol):
         auto_subscribe: bool = True,
         **grants: Any,
     ) -> rtc.Room: ...
-
-
-async def wait_for(condition: Callable[[], object], timeout: float = 10.0, what: str = "") -> None:  # noqa: ASYNC109
-    """Polls `condition` until it is truthy; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
-        await asyncio.sleep(0.02)
 
 
 class Events:

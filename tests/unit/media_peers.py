@@ -7,7 +7,6 @@ make libsrtp reject the retransmission as a replay (sdk-passthrough-relay.md, pi
 
 import asyncio
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +26,9 @@ from av import VideoFrame
 from actors.media.peer import PUBLISHER, SUBSCRIBER
 from actors.settings import MediaSettings
 from actors.worker import MediaWorker
+from tests.polling import wait_for
 
 COLOURS = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
-TIMEOUT = 10.0
 FRAME_TICKS = 3000  # RTP timestamp step between two frames of a VideoStreamTrack (90 kHz / 30 fps)
 
 
@@ -120,14 +119,6 @@ async def negotiate(worker: MediaWorker, client: Client) -> None:
     await client.pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
     await client.pc.setLocalDescription(await client.pc.createAnswer())
     await worker.subscriber_answer(client.sid, client.pc.localDescription.sdp)
-
-
-async def until(predicate: Callable[[], Any], limit: float = TIMEOUT, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while not predicate():
-        assert loop.time() < deadline, f"{what} not met in {limit} s"
-        await asyncio.sleep(0.05)
 
 
 async def new_subscriber(
@@ -239,5 +230,5 @@ async def start_room(name: str, sub_sids: list[str], video_only: bool = True) ->
     tracks = [publisher.video_sid] if video_only else [publisher.video_sid, publisher.audio_sid]
     subs = {sid: await new_subscriber(worker, sid, tracks) for sid in sub_sids}
     for client in subs.values():
-        await until(lambda c=client: len(c.frames) > 3, what=f"{client.sid} decoding")
+        await wait_for(lambda c=client: len(c.frames) > 3, what=f"{client.sid} decoding")
     return Room(worker, publisher, subs)

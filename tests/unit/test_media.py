@@ -11,6 +11,7 @@ from aiortc.mediastreams import AudioStreamTrack
 
 from actors.settings import MediaSettings
 from actors.worker import MediaWorker
+from tests.polling import wait_for
 from tests.unit.media_peers import (
     Client,
     ColourTrack,
@@ -18,7 +19,6 @@ from tests.unit.media_peers import (
     new_pc,
     new_subscriber,
     track_stats,
-    until,
 )
 
 NAME = "media:test/media"
@@ -65,7 +65,7 @@ async def setup() -> AsyncIterator[Setup]:
 
 async def test_subscribers_decode_forwarded_media(setup: Setup) -> None:
     for client in setup.subs.values():
-        await until(lambda c=client: {0, 1, 2} <= set(c.frames) and c.audio_frames > 20)
+        await wait_for(lambda c=client: {0, 1, 2} <= set(c.frames) and c.audio_frames > 20)
     stats = await setup.worker.media_stats()
     for track_sid in (setup.video_sid, setup.audio_sid):
         track = track_stats(stats, track_sid)
@@ -80,7 +80,7 @@ async def test_subscribers_decode_forwarded_media(setup: Setup) -> None:
 
 async def test_mute_stops_bytes_and_unmute_resumes(setup: Setup) -> None:
     worker, bob = setup.worker, setup.subs["PA_bob"]
-    await until(lambda: len(bob.frames) > 5)
+    await wait_for(lambda: len(bob.frames) > 5)
     await worker.set_track_muted(setup.video_sid, True)
     await asyncio.sleep(0.3)
     before = track_stats(await worker.media_stats(), setup.video_sid)["subscribers"]["PA_bob"]["packets_out"]
@@ -89,7 +89,7 @@ async def test_mute_stops_bytes_and_unmute_resumes(setup: Setup) -> None:
     assert during == before
     frames = len(bob.frames)
     await worker.set_track_muted(setup.video_sid, False)
-    await until(lambda: len(bob.frames) > frames + 10)
+    await wait_for(lambda: len(bob.frames) > frames + 10)
 
 
 async def test_unsubscribe_stops_bytes_and_resubscribe_gets_a_fresh_m_line(setup: Setup) -> None:
@@ -110,13 +110,13 @@ async def test_unsubscribe_stops_bytes_and_resubscribe_gets_a_fresh_m_line(setup
         subs = track_stats(worker._media.stats(), setup.video_sid)["subscribers"]
         return bool(subs["PA_carol"]["packets_out"])
 
-    await until(resumed)
+    await wait_for(resumed)
     after = track_stats(await worker.media_stats(), setup.video_sid)["subscribers"]["PA_carol"]
     # A new m-line (the SDK would not report the old one again), so a new SSRC: its numbering starts afresh.
     assert after["ssrc"] != old.sender.ssrc
     sdp = carol.pc.remoteDescription.sdp
     assert sdp.count(f"msid:PA_alice|{setup.video_sid} ") == 1  # the idle m-line no longer names the track
-    await until(lambda: len(carol.frames) > frames + 5)
+    await wait_for(lambda: len(carol.frames) > frames + 5)
 
 
 async def test_late_subscriber_gets_a_keyframe_quickly(setup: Setup) -> None:
@@ -125,7 +125,7 @@ async def test_late_subscriber_gets_a_keyframe_quickly(setup: Setup) -> None:
     try:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        await until(lambda: len(dave.frames) > 0, limit=5)
+        await wait_for(lambda: len(dave.frames) > 0, timeout=5)
         assert loop.time() - start < 3.0
     finally:
         for task in dave.tasks:

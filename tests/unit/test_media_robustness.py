@@ -17,6 +17,7 @@ from aiortc.rtp import RTCP_PSFB_PLI, RtcpPsfbPacket, RtcpRtpfbPacket
 from actors.media import downtrack, hooks
 from actors.media import peer as peer_module
 from actors.media.uptrack import digest
+from tests.polling import wait_for
 from tests.unit.media_peers import (
     Room,
     ice_connection,
@@ -25,7 +26,6 @@ from tests.unit.media_peers import (
     new_publisher,
     new_subscriber,
     start_room,
-    until,
     worker_pc,
 )
 
@@ -53,7 +53,7 @@ def publisher_dtls(room: Room) -> Any:
 async def frames_continue(room: Room, sid: str, more: int = 15) -> None:
     client = room.subs[sid]
     start = len(client.frames)
-    await until(lambda: len(client.frames) >= start + more, what=f"{sid} still decoding")
+    await wait_for(lambda: len(client.frames) >= start + more, what=f"{sid} still decoding")
 
 
 async def test_malformed_rtp_rtcp_and_unknown_ssrcs_are_dropped(caplog: pytest.LogCaptureFixture) -> None:
@@ -116,12 +116,12 @@ async def test_malformed_rtp_rtcp_and_unknown_ssrcs_are_dropped(caplog: pytest.L
                 RtcpRtpfbPacket(fmt=1, ssrc=rtcp_ssrc, media_ssrc=0x1234, lost=[1, 2])
             )
 
-        await until(
+        await wait_for(
             lambda: (
                 hooks.counters["dropped_unknown_ssrc"] - before["dropped_unknown_ssrc"] >= 40
                 and hooks.counters["dropped_malformed_rtcp"] - before["dropped_malformed_rtcp"] >= 20
             ),
-            limit=3,
+            timeout=3,
             what="unknown SSRCs and malformed RTCP counted",
         )
         assert 0x0BADBEEF not in receiver._RTCRtpReceiver__remote_streams
@@ -146,7 +146,7 @@ async def test_flooding_publisher_is_bounded_and_other_rooms_keep_media() -> Non
     worker = room.worker
     try:
         mallory = await new_publisher(worker, "PA_mallory", room="f")
-        await until(lambda: room.plane.ups[mallory.video_sid].packets_in > 10, what="mallory publishing")
+        await wait_for(lambda: room.plane.ups[mallory.video_sid].packets_in > 10, what="mallory publishing")
         connection = ice_connection(worker_pc(worker, "PA_mallory", publisher=True))
         before = hooks.counters["dropped_ice_queue_full"] + hooks.counters["dropped_srtp_unprotect"]
         bob = room.subs["PA_bob"]
@@ -183,14 +183,14 @@ async def test_subscriber_that_never_answers_stalls_only_itself(monkeypatch: pyt
         start = loop.time()
         eve = await new_subscriber(worker, "PA_eve", [video_sid])
         room.subs["PA_eve"] = eve
-        await until(lambda: len(eve.frames) > 5, limit=5, what="eve decoding")
+        await wait_for(lambda: len(eve.frames) > 5, timeout=5, what="eve decoding")
         assert loop.time() - start < 2.0
         assert not again.done()  # the ghost's own renegotiation is the only thing waiting
         await frames_continue(room, "PA_bob")
         # a later renegotiation of another subscriber is not held either
         await worker.subscribe("PA_eve", room.publisher.audio_sid, "PA_alice")
         await asyncio.wait_for(negotiate(worker, eve), 2.0)
-        await until(lambda: eve.audio_frames > 10, limit=5, what="eve's audio")
+        await wait_for(lambda: eve.audio_frames > 10, timeout=5, what="eve's audio")
         # the ghost's wait ends on its own (a fresh offer), and its down track never sent anything
         offer = await asyncio.wait_for(again, 5.0)
         assert offer.startswith("v=0")

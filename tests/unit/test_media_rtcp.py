@@ -18,6 +18,7 @@ from aiortc.rtp import (
 )
 
 from actors.media.rtcp import KEYFRAME_INTERVAL, REMB_FLOOR
+from tests.polling import wait_for
 from tests.unit.media_peers import (
     Client,
     Loss,
@@ -25,7 +26,6 @@ from tests.unit.media_peers import (
     missing_frames,
     new_pc,
     start_room,
-    until,
     worker_pc,
 )
 
@@ -62,7 +62,7 @@ async def test_upstream_loss_is_nacked_and_recovered() -> None:
         before = dict(receiver.counters)
         loss = Loss(ice_connection(worker_pc(room.worker, "PA_alice", publisher=True)), video_ssrc, every=12)
         first = len(bob.pts)
-        await until(lambda: loss.dropped >= 8, what="8 publisher packets lost")
+        await wait_for(lambda: loss.dropped >= 8, what="8 publisher packets lost")
         loss.stop()
         await asyncio.sleep(0.5)
         nacks = receiver.counters["nacks_sent"] - before.get("nacks_sent", 0)
@@ -88,7 +88,7 @@ async def test_downstream_loss_is_served_from_the_sender_history() -> None:
         rtx_before = sender.rtx_seq
         loss = Loss(ice_connection(bob.pc), sender.ssrc, every=12)
         first = len(bob.pts)
-        await until(lambda: loss.dropped >= 8, what="8 subscriber packets lost")
+        await wait_for(lambda: loss.dropped >= 8, what="8 subscriber packets lost")
         loss.stop()
         await asyncio.sleep(0.5)
         assert sender.counters["nack_received"] - before.get("nack_received", 0) >= 1
@@ -131,7 +131,7 @@ async def test_pli_storm_reaches_the_publisher_rate_limited() -> None:
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert min(gaps) >= KEYFRAME_INTERVAL - 0.05, gaps
         frames = {sid: len(c.frames) for sid, c in room.subs.items()}
-        await until(lambda: all(len(c.frames) > frames[s] + 10 for s, c in room.subs.items()))
+        await wait_for(lambda: all(len(c.frames) > frames[s] + 10 for s, c in room.subs.items()))
     finally:
         await room.close()
 
@@ -181,7 +181,9 @@ async def test_subscriber_gets_consistent_sender_reports() -> None:
         def reports_of(ssrc: int) -> list[tuple[RtcpSrPacket, list[int]]]:
             return [(sr, count) for sr, count in reports if sr.ssrc == ssrc and count[0]]
 
-        await until(lambda: all(len(reports_of(s)) >= 3 for s in clock), limit=12, what="3 SRs per stream")
+        await wait_for(
+            lambda: all(len(reports_of(s)) >= 3 for s in clock), timeout=12, what="3 SRs per stream"
+        )
         for ssrc, rate in clock.items():
             mine = reports_of(ssrc)
             for sr, (packets, octets, last_ts) in mine:
@@ -213,7 +215,7 @@ async def test_publisher_gets_the_remb_policy_value() -> None:
             rembs[:] = values
             return values[-1][0] if values else None
 
-        await until(lambda: latest() == ceiling, limit=5, what="REMB at the ceiling")
+        await wait_for(lambda: latest() == ceiling, timeout=5, what="REMB at the ceiling")
         assert rembs[-1][1] == [sender._ssrc]
 
         async def subscriber(sid: str, estimate: int) -> Client:
@@ -239,13 +241,13 @@ async def test_publisher_gets_the_remb_policy_value() -> None:
             await client.pc.setLocalDescription(await client.pc.createAnswer())
             await worker.subscriber_answer(sid, client.pc.localDescription.sdp)
             down = room.plane.downs[(sid, room.publisher.video_sid)]
-            await until(lambda: down.sender.remb_bps == estimate, what=f"{sid}'s REMB at the worker")
+            await wait_for(lambda: down.sender.remb_bps == estimate, what=f"{sid}'s REMB at the worker")
             return client
 
         await subscriber("PA_bob", 700_000)
-        await until(lambda: latest() == 700_000, limit=5, what="REMB lowered to bob's estimate")
+        await wait_for(lambda: latest() == 700_000, timeout=5, what="REMB lowered to bob's estimate")
         await subscriber("PA_carol", 40_000)
-        await until(lambda: latest() == REMB_FLOOR, limit=5, what="REMB at the floor")
+        await wait_for(lambda: latest() == REMB_FLOOR, timeout=5, what="REMB at the floor")
         latest()
         # Only the policy's values ever reached the publisher, never aiortc's own estimate.
         assert {bitrate for bitrate, _ in rembs} <= {ceiling, 700_000, REMB_FLOOR}

@@ -12,7 +12,7 @@ from actors.media.peer import ParticipantPeers
 from actors.media.plane import MediaPlane
 from actors.media.relay import KIND_KEYFRAME, KIND_RTP, RelayError, decode, encode_prefix
 from actors.media.uptrack import CodecInfo, TrackParams, UpTrack
-from tests.unit.media_peers import until
+from tests.polling import wait_for
 from tests.unit.test_rtp import packet
 
 HOST = "127.0.0.1"
@@ -91,7 +91,7 @@ async def test_one_copy_reaches_the_receiving_plane_in_order(
     copy = await start_relay(source, receiver)
     assert copy.relayed_from == "media:a" and copy.params == VP8 and copy.simulcast
     sent = await feed(source.ups[TRACK], 50)
-    await until(lambda: copy.packets_in == 50, what="50 relayed packets")
+    await wait_for(lambda: copy.packets_in == 50, what="50 relayed packets")
     assert copy.layers["h"].packets == 50
     assert copy.digests_in == source.ups[TRACK].digests_in
     stats = source.stats()["tracks"][TRACK]["relay_out"]
@@ -110,9 +110,9 @@ async def test_keyframe_requests_travel_back_to_the_publisher(
     source, receiver, publisher = planes
     copy = await start_relay(source, receiver)
     await feed(source.ups[TRACK], 3, rid="f")
-    await until(lambda: copy.packets_in == 3, what="relayed packets")
+    await wait_for(lambda: copy.packets_in == 3, what="relayed packets")
     await copy.request_keyframe("f")
-    await until(lambda: publisher.keyframe_requests == ["f"], what="the publisher's keyframe request")
+    await wait_for(lambda: publisher.keyframe_requests == ["f"], what="the publisher's keyframe request")
 
 
 async def test_foreign_and_malformed_datagrams_are_dropped_and_counted(
@@ -128,7 +128,7 @@ async def test_foreign_and_malformed_datagrams_are_dropped_and_counted(
         intruder.sendto(encode_prefix(KIND_RTP, TRACK, "h") + raw, receiver.relay.address)  # wrong source
         intruder.sendto(b"\xa7garbage", receiver.relay.address)
         intruder.sendto(encode_prefix(KIND_KEYFRAME, TRACK, "f"), source.relay.address)  # not a receiver
-        await until(
+        await wait_for(
             lambda: (
                 receiver.counters["relay_dropped_unexpected"] == 1
                 and receiver.counters["relay_dropped_malformed"] == 1
@@ -140,7 +140,7 @@ async def test_foreign_and_malformed_datagrams_are_dropped_and_counted(
         intruder.close()
     assert copy.packets_in == 0 and publisher.keyframe_requests == []
     await feed(source.ups[TRACK], 2)
-    await until(lambda: copy.packets_in == 2, what="relaying to go on after bad datagrams")
+    await wait_for(lambda: copy.packets_in == 2, what="relaying to go on after bad datagrams")
 
 
 async def test_relay_of_an_unknown_or_relayed_track_is_refused(
@@ -155,6 +155,6 @@ async def test_relay_of_an_unknown_or_relayed_track_is_refused(
     await receiver.stop_track(TRACK)
     assert TRACK not in receiver.ups
     await feed(source.ups[TRACK], 2)
-    await until(
+    await wait_for(
         lambda: receiver.counters["relay_dropped_unexpected"] == 2, what="copies of a stopped track dropped"
     )
