@@ -217,7 +217,9 @@ class RtpSendLoop:
                 payloads = [rtp.opus_payload(self.audio_bytes, tick)]
                 ts = (ts0 + tick * rtp.OPUS_CLOCK * rtp.OPUS_FRAME_MS // 1000) & 0xFFFFFFFF
             for number, packet in rtp.packets(pt, ssrc, seq, ts, payloads):
-                if not await self.sender.write_rtp(packet, number, ts, len(packet) - rtp.RTP_HEADER.size):
+                if not self.sender.send_now(
+                    packet, number, ts, len(packet) - rtp.RTP_HEADER.size, sfu_rtp.ntp_time()
+                ):
                     break
                 self.stats.packets += 1
                 self.stats.bytes += len(packet)

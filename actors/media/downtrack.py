@@ -170,7 +170,7 @@ class DownTrack:
         `ntp` is the NTP time of this packet's fan-out, `extensions` the packet's header extensions (None
         when it has no extension block)."""
         sender = self.sender
-        if self.paused or sender.params is None or not sender._enabled:  # sender.running, inlined
+        if self.paused or not sender.running:
             return
         if self._params_version != sender.params_version and not self._setup():
             return
@@ -198,7 +198,7 @@ class DownTrack:
             jump = (seq - last_in) & 0xFFFF
             if MAX_JUMP < jump < 0x10000 - MAX_JUMP:
                 self._anchored = False  # the source restarted or skipped (e.g. muted upstream)
-            elif seq != self._anchor_seq and ((seq - self._anchor_seq) & 0xFFFF) >= 0x8000:
+            elif not rtp.seq_newer(seq, self._anchor_seq) and seq != self._anchor_seq:
                 return  # older than where this layer's forwarding began
         if not self._anchored or switching:
             if self._need_keyframe and not is_keyframe:
@@ -216,7 +216,7 @@ class DownTrack:
             self._seq_off = (self._seq_off - 1) & 0xFFFF  # compact: later packets fill the hole
             self.padding_dropped += 1
             return
-        if last_in is None or (seq != last_in and ((seq - last_in) & 0xFFFF) < 0x8000):
+        if last_in is None or rtp.seq_newer(seq, last_in):
             self._last_in_seq = seq
         out_seq = (seq + self._seq_off) & 0xFFFF
         out_ts = (header.timestamp + self._ts_off) & 0xFFFFFFFF
@@ -231,7 +231,7 @@ class DownTrack:
             _ratelog.warning("unforwardable", "%r: RTP packet not forwardable, dropped: %s", self, e)
             return
         last_out = sender.last_seq
-        if last_out is None or (out_seq != last_out and ((out_seq - last_out) & 0xFFFF) < 0x8000):
+        if last_out is None or rtp.seq_newer(out_seq, last_out):
             sender.last_seq, sender.last_ts, sender.last_time = out_seq, out_ts, now
         if len(self.digests_out) < DIGEST_LIMIT:
             start = len(out) - (len(raw) - header.header_length)

@@ -16,14 +16,14 @@ ordinary aiortc peers in the same process, e.g. test clients, keep decoding and 
   `_RTCRtpReceiver__started/__codecs/__rtx_ssrc/__rtcp_task/__remote_streams/__rtcp_ssrc/__nack_generator`,
   `_run_rtcp`, `_send_rtcp`, `_send_rtcp_pli`, `_send_rtcp_nack`, `_enabled`,
   `transport._register_rtp_receiver`.
-- PassthroughSender (RTCRtpSender): no encoder; `send_now` (and `write_rtp`) sends rewritten bytes through
-  its Egress: what `RTCDtlsTransport._send_rtp` does, without its four awaits (`_state`, `_tx_srtp` and its
-  libsrtp session `_srtp`, called through pylibsrtp's cffi `_binding`, `_RTCDtlsTransport__tx_bytes/
-  __tx_packets`, the ICE transport's `_connection._nominated` pair's `protocol.transport`, that asyncio
-  transport's `_sock`, and `remote_addr`), and keeps `_RTCRtpSender__ntp_timestamp/__rtp_timestamp/
-  __packet_count/__octet_count` true for its sender reports; `_run_rtp` replaced (sets `_RTCRtpSender__
-  rtp_started/__rtp_exited`); `_handle_rtcp_packet` serves NACKs from its own history (RTX with
-  `_rtx_ssrc`) and passes PLI/FIR and REMB to its listener. Uses `_ssrc`, `_stream_id`, `_track_id`.
+- PassthroughSender (RTCRtpSender): no encoder; `send_now` sends rewritten bytes through its Egress: what
+  `RTCDtlsTransport._send_rtp` does, without its four awaits (`_state`, `_tx_srtp` and its libsrtp session
+  `_srtp`, called through pylibsrtp's cffi `_binding`, `_RTCDtlsTransport__tx_bytes/__tx_packets`, the ICE
+  transport's `_connection._nominated` pair's `protocol.transport`, that asyncio transport's `_sock`, and
+  `remote_addr`), and keeps `_RTCRtpSender__ntp_timestamp/__rtp_timestamp/__packet_count/__octet_count`
+  true for its sender reports; `_run_rtp` replaced (sets `_RTCRtpSender__rtp_started/__rtp_exited`);
+  `_handle_rtcp_packet` serves NACKs from its own history (RTX with `_rtx_ssrc`) and passes PLI/FIR and
+  REMB to its listener. Uses `_ssrc`, `_stream_id`, `_track_id`.
 Also: `RTCRtpTransceiver._codecs/_headerExtensions` (negotiated parameters, rid extension patch),
 `RTCPeerConnection._RTCPeerConnection__connect` (starts senders added by a renegotiation),
 `RTCPeerConnection._RTCPeerConnection__sctp._bundled` (fix_sctp_bundle),
@@ -262,7 +262,7 @@ class TapDtlsTransport(RTCDtlsTransport):
         try:
             pending = self._route_rtp(data, None)
             if pending is not None:
-                spawn(pending)
+                spawn(pending, "routing RTP from a new SSRC")
         except Exception as e:
             _handler_error(e)
         return True
@@ -351,19 +351,20 @@ def _handler_error(e: Exception) -> None:
 _spawned: set["asyncio.Future[None]"] = set()
 
 
-def spawn(work: Awaitable[None]) -> None:
-    """Run what the synchronous hot path cannot await (an RTCP send, an async sink) as a task; tasks run in
-    creation order. Failures are counted and logged, never raised."""
+def spawn(work: Awaitable[None], what: str) -> None:
+    """Run what the synchronous media path cannot await (an RTCP send, a keyframe request, a send through a
+    TURN relay) as a task, held until done; tasks run in creation order. A failure is counted and logged
+    (as `what` failed), never raised."""
     task = asyncio.ensure_future(work)
     _spawned.add(task)
-    task.add_done_callback(_spawn_done)
 
+    def done(task: "asyncio.Future[None]") -> None:
+        _spawned.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            counters["task_errors"] += 1
+            _ratelog.warning("task", "%s failed: %r", what, task.exception())
 
-def _spawn_done(task: "asyncio.Future[None]") -> None:
-    _spawned.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        exc = task.exception()
-        _handler_error(exc if isinstance(exc, Exception) else RuntimeError(repr(exc)))
+    task.add_done_callback(done)
 
 
 # ----- receiving: the tap receiver -------------------------------------------------------------------------
@@ -434,14 +435,14 @@ class TapReceiver(RTCRtpReceiver):
         """One decrypted packet: RR statistics, RTX unwrap, rid learning, NACKs (sent by a task), then the
         sink's `deliver`."""
         if not self._enabled:
-            return None
+            return
         payload_type = header.payload_type
         info = self._pt_info.get(payload_type)
         if info is None:
             codec = self._RTCRtpReceiver__codecs.get(payload_type)
             if codec is None:
                 self.counters["dropped_unknown_pt"] += 1
-                return None
+                return
             info = self._pt_info[payload_type] = (codec, is_rtx(codec))
         codec, rtx = info
         try:
@@ -452,14 +453,14 @@ class TapReceiver(RTCRtpReceiver):
             )
         except rtp.RtpError:
             counters["dropped_malformed_rtp"] += 1
-            return None
+            return
         ssrc = header.ssrc
         streams: dict[int, StreamStatistics] = self._RTCRtpReceiver__remote_streams
         stats = streams.get(ssrc)
         if stats is None:
             if len(streams) >= MAX_LEARNED_SSRCS:  # a publisher m-line carries at most 3 layers (+ RTX)
                 self.counters["dropped_too_many_ssrcs"] += 1
-                return None
+                return
             stats = streams[ssrc] = StreamStatistics(codec.clockRate)
         stats.add(header)  # type: ignore[arg-type]  # reads sequence_number and timestamp only
         if rtx:
@@ -468,7 +469,7 @@ class TapReceiver(RTCRtpReceiver):
                 self._rtx_rid[ssrc] = repaired.decode(errors="replace")
             unwrapped = self._unwrap_rtx(raw, header, codec, ssrc)
             if unwrapped is None:
-                return None
+                return
             raw = unwrapped
             header = rtp.parse_header(raw)
             extensions = None  # read again by the sink if it needs them
@@ -485,7 +486,7 @@ class TapReceiver(RTCRtpReceiver):
                 tracker = self._nacks[header.ssrc] = NackTracker()
             if tracker.add(header.sequence_number):
                 self.counters["nacks_sent"] += 1
-                spawn(self._send_rtcp_nack(header.ssrc, tracker.missing_list()))
+                spawn(self._send_rtcp_nack(header.ssrc, tracker.missing_list()), "NACK")
         if self.sink is not None:
             self.sink.deliver(raw, header, self.ssrc_rid.get(header.ssrc), extensions)
 
@@ -609,15 +610,11 @@ class PassthroughSender(RTCRtpSender):
     def running(self) -> bool:
         return self.params is not None and bool(self._enabled)
 
-    async def write_rtp(self, data: bytes, sequence_number: int, timestamp: int, payload_length: int) -> bool:
-        """Send one rewritten packet (SRTP protect + ICE); False when the transport is not connected."""
-        return self.send_now(data, sequence_number, timestamp, payload_length, rtp.ntp_time())
-
     def send_now(
         self, data: bytes, sequence_number: int, timestamp: int, payload_length: int, ntp_time: int
     ) -> bool:
-        """`write_rtp` without a coroutine, for the forwarding hot path; `ntp_time` is the send time (one
-        reading per incoming packet serves all its copies)."""
+        """Send one rewritten packet (SRTP protect + ICE) now; False when the transport is not connected.
+        `ntp_time` is the send time (one reading per incoming packet serves all its copies)."""
         self.history[sequence_number % SENDER_HISTORY] = data
         self._RTCRtpSender__ntp_timestamp = ntp_time
         self._RTCRtpSender__rtp_timestamp = timestamp
@@ -666,9 +663,6 @@ class PassthroughSender(RTCRtpSender):
             self._egress.send(self.transport, data)
         except ConnectionError:
             self.counters["send_errors"] += 1
-
-
-_sending: set["asyncio.Task[None]"] = set()  # sends through a TURN relay, in flight
 
 
 class Egress:
@@ -728,9 +722,7 @@ class Egress:
                     self._backlog = True
                     self._send_udp(udp, protected)
         else:
-            task = asyncio.ensure_future(_send_relayed(self._pair, bytes(protected), self._addr))
-            _sending.add(task)
-            task.add_done_callback(_sending.discard)
+            spawn(_send_relayed(self._pair, bytes(protected), self._addr), "a send through TURN")
         dtls._RTCDtlsTransport__tx_bytes += len(protected)  # type: ignore[attr-defined]
         dtls._RTCDtlsTransport__tx_packets += 1  # type: ignore[attr-defined]
 

@@ -80,7 +80,6 @@ class MediaPlane:
         self._remb_task: asyncio.Task[None] | None = None
         self.counters: Counter[str] = Counter()
         self.relay = RelaySocket(self.counters, self._on_relay_keyframe_request)
-        self._pending: set[asyncio.Task[None]] = set()  # keyframe requests from receiving workers
         hooks.install()
 
     # ----- publishing -----
@@ -277,9 +276,7 @@ class MediaPlane:
             self.counters["relay_dropped_unexpected"] += 1
             _ratelog.warning("keyframe", "keyframe request for %s from %s not expected", track_sid, source)
             return
-        task = asyncio.get_running_loop().create_task(up.request_keyframe(rid))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        hooks.spawn(up.request_keyframe(rid), f"{track_sid}: keyframe request from {source}")
 
     # ----- subscribing -----
 

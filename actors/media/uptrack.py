@@ -4,7 +4,6 @@ An up track is fed either by a tap receiver (the publisher is on this worker) or
 copy from the publisher's worker). Both deliver decrypted, RTX-unwrapped raw RTP with its parsed header.
 """
 
-import asyncio
 import logging
 import time
 import zlib
@@ -108,7 +107,6 @@ class UpTrack:
         self.keyframe_requests = 0
         self.digests_in: list[int] = []
         self._request_upstream = request_upstream
-        self._requests: set[asyncio.Task[None]] = set()  # keyframe requests in flight
         self._limiter = RateLimiter(KEYFRAME_INTERVAL)
         self._is_keyframe = keyframe_detector(mime_type)
         self._clock_rate = 48000 if kind == "audio" else 90000
@@ -188,9 +186,7 @@ class UpTrack:
         """`request_keyframe` from the hot path: rate-limited now, the request itself sent by a task."""
         request = self._keyframe_request(rid)
         if request is not None:
-            task = asyncio.ensure_future(request)
-            self._requests.add(task)
-            task.add_done_callback(self._request_done)
+            hooks.spawn(request, f"{self!r}: keyframe request")
 
     def _keyframe_request(self, rid: str | None) -> Awaitable[None] | None:
         if self.kind != "video" or self.closed or self.muted:
@@ -200,11 +196,6 @@ class UpTrack:
         self.keyframe_requests += 1
         layer = self.layers.get(rid)
         return self._request_upstream(rid, layer.ssrc if layer is not None else None)
-
-    def _request_done(self, task: "asyncio.Task[None]") -> None:
-        self._requests.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _ratelog.warning("keyframe", "%r: keyframe request failed: %r", self, task.exception())
 
     def active_rids(self, now: float) -> list[str]:
         return [
