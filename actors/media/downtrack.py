@@ -211,7 +211,7 @@ class DownTrack:
                 self.current = rid
                 self.switches += 1
             last_in = self._last_in_seq
-        payload_length = header.payload_end - header.header_length
+        payload_length = header.payload_length
         if not payload_length:  # padding only
             self._seq_off = (self._seq_off - 1) & 0xFFFF  # compact: later packets fill the hole
             self.padding_dropped += 1

@@ -15,7 +15,7 @@ from livekit.protocol import rtc
 
 from actors.errors import CandidateError, NotFoundError, SdpError
 from actors.media.data import DATA_LABELS, LOSSY_LABEL, RELIABLE_LABEL
-from actors.media.hooks import start_transceivers
+from actors.media.hooks import spawn, start_transceivers
 from actors.media.sdp import check_sdp
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,6 @@ class ParticipantPeers:
         self._backlog: deque[bytes] = deque()
         self._answered = asyncio.Event()
         self._answered.set()
-        self._starters: dict[int, asyncio.Future[None]] = {}
 
     def __repr__(self) -> str:
         return f"peers:{self.room}/{self.identity}/{self.sid}"
@@ -95,7 +94,7 @@ class ParticipantPeers:
             check_sdp(sdp)
             await self._set_remote(SUBSCRIBER, pc, RTCSessionDescription(sdp=sdp, type="answer"))
             self._answered.set()
-            self._start_transceivers(SUBSCRIBER, pc)
+            self._start_transceivers(pc)
 
     async def _wait_answered(self) -> None:
         try:
@@ -105,10 +104,10 @@ class ParticipantPeers:
                 "%r: previous subscriber offer unanswered after %s s; offering again", self, ANSWER_WAIT
             )
 
-    def _start_transceivers(self, target: int, pc: RTCPeerConnection) -> None:
+    def _start_transceivers(self, pc: RTCPeerConnection) -> None:
         """After a negotiation: once connected, run aiortc's connect step again, so that the senders and
         receivers it added start even if DTLS was still connecting when aiortc applied it."""
-        self._starters[target] = asyncio.ensure_future(self._start_when_connected(pc))
+        spawn(self._start_when_connected(pc), f"{self!r}: starting new senders/receivers")
 
     async def _start_when_connected(self, pc: RTCPeerConnection) -> None:
         if await _wait_connected(pc, CONNECT_WAIT) and not self.closed:
@@ -132,7 +131,7 @@ class ParticipantPeers:
                 raise SdpError(f"cannot answer the publisher offer: {e}") from e
             self._check_open()
             answer: str = pc.localDescription.sdp
-            self._start_transceivers(PUBLISHER, pc)
+            self._start_transceivers(pc)
             if munge is not None:
                 answer = munge(answer)
             return answer

@@ -22,7 +22,6 @@ ONE_BYTE_PROFILE = 0xBEDE
 TWO_BYTE_PROFILE_MASK = 0xFFF0
 TWO_BYTE_PROFILE = 0x1000
 _FIXED = struct.Struct("!BBHII")
-_SEQ_TS_SSRC = struct.Struct("!HII")
 _PROFILE_WORDS = struct.Struct("!HH")
 
 
@@ -137,13 +136,8 @@ def build_extension_block(elements: list[tuple[int, bytes]]) -> bytes:
     """An extension block (profile, length, elements, zero padding); one-byte form whenever it fits."""
     if not elements:
         return b""
-    one_byte = True
-    for ext_id, value in elements:
-        if not (1 <= ext_id <= 14 and 1 <= len(value) <= 16):
-            one_byte = False
-            break
     body = bytearray()
-    if one_byte:
+    if all(1 <= i <= 14 and 1 <= len(v) <= 16 for i, v in elements):
         profile = ONE_BYTE_PROFILE
         for ext_id, value in elements:
             body.append((ext_id << 4) | (len(value) - 1))

@@ -136,7 +136,7 @@ class UpTrack:
         rare keyframe request upstream runs as a task). `extensions`: the packet's header extensions when
         the caller has read them already; read here (once for every subscriber) otherwise."""
         self.packets_in += 1
-        payload_length = header.payload_end - header.header_length
+        payload_length = header.payload_length
         self.bytes_in += payload_length
         if self.muted or self.closed:
             return
