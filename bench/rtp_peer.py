@@ -9,7 +9,7 @@ import asyncio
 import logging
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aiortc import (
@@ -74,6 +74,10 @@ class StreamCounter:
         self.packets = self.octets = self.no_trailer = 0
         self.latencies_ms = []
         self.indexes = set()
+
+    def snapshot(self) -> "StreamCounter":
+        """A copy that later packets do not change."""
+        return replace(self, latencies_ms=list(self.latencies_ms), indexes=set(self.indexes))
 
     def deliver(
         self,

@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 MEDIA_WAIT = 30.0  # seconds for every subscriber to receive its first packet of every stream
 WARMUP = 2.0
+IDLE_WINDOW = 8.0  # seconds of the connected-but-silent window after the media window (at most the duration)
+MEDIA_WORKER_COMM = "ray::MediaWorke"  # a MediaWorker actor's process name, as /proc cuts it (15 chars)
+SETTLE = 2.0  # seconds between stopping the senders and that window
 JOIN_BATCH = 5  # light peers joining at once
 
 
@@ -175,6 +178,7 @@ class MediaRun:
     first_media_ms: list[float]
     counters: list[StreamCounter]
     window: Window
+    idle: Window
     pss_base: float
     pss_joined: float
     pss_media: float
@@ -200,7 +204,10 @@ async def _measure(
     duration: float,
     counters: Callable[[], list[StreamCounter]],
     senders: Callable[[], list[Any]],
-) -> tuple[Window, list[StreamCounter]]:
+) -> tuple[Window, Window, list[StreamCounter]]:
+    """The media window, then the idle window: the same sessions still connected, the senders stopped.
+    The idle window's rate is the server's fixed cost for these sessions (Ray processes, ICE consent, RTCP);
+    what the media window spends above it is the cost of forwarding."""
     if not await _wait_media(counters, plan.expected_streams):
         live = [c for c in counters() if c.packets > 0]
         if not live:
@@ -215,7 +222,11 @@ async def _measure(
     for s in senders():
         s.stats.late_ticks = 0
     window = await measure_window(server_pid, duration)
-    return window, list(counters())
+    final = [c.snapshot() for c in counters()]  # what arrives after the window is not the window's
+    await asyncio.gather(*(s.stop() for s in senders()))
+    await asyncio.sleep(SETTLE)
+    idle = await measure_window(server_pid, min(IDLE_WINDOW, duration))
+    return window, idle, final
 
 
 async def _raysfu_media(server: Server, plan: MediaPlan, duration: float, log_dir: Path) -> MediaRun:
@@ -270,13 +281,14 @@ async def _measured_run(
     def senders() -> list[Any]:
         return [s for p in peers for s in p.senders]
 
-    window, final = await _measure(pid, plan, duration, counters, senders)
+    window, idle, final = await _measure(pid, plan, duration, counters, senders)
     pss_media = await server_pss_mb(pid)
     return MediaRun(
         join_ms=join_ms,
         first_media_ms=[c.first_media_ms for c in final if c.first_media_ms is not None],
         counters=final,
         window=window,
+        idle=idle,
         pss_base=pss_base,
         pss_joined=pss_joined,
         pss_media=pss_media,
@@ -325,13 +337,17 @@ async def _janus_media(janus_pid: int, url: str, plan: MediaPlan, duration: floa
         await session.close()
 
 
-def _figures(plan: MediaPlan, run: MediaRun) -> dict[str, Any]:
+def media_figures(plan: MediaPlan, run: MediaRun) -> dict[str, Any]:
     total = summary(run.counters)
     forwarded = int(total["unique_packets"])
     w = run.window
+    idle_rate = run.idle.server_cpu_s / run.idle.seconds
     lat = total["latencies_ms"]
     return {
         "cpu_us_per_forwarded_packet": stats.rounded(stats.cpu_us_per_packet(w.server_cpu_s, forwarded), 2),
+        "cpu_us_per_forwarded_packet_above_idle": stats.rounded(
+            stats.cpu_us_per_packet(w.server_cpu_s - idle_rate * w.seconds, forwarded), 2
+        ),
         "forwarded_pps": round(forwarded / w.seconds, 1),
         "loss_pct": stats.rounded(stats.loss_pct(int(total["expected_packets"]), forwarded), 3),
         "latency_ms_p50": stats.rounded(stats.percentile(lat, 50), 3),
@@ -344,6 +360,13 @@ def _figures(plan: MediaPlan, run: MediaRun) -> dict[str, Any]:
         "pss_mb_per_published_track": round((run.pss_media - run.pss_joined) / plan.published_tracks, 2),
         "server_cpu_pct": round(w.server_cpu_s * 100 / w.seconds, 1),
         "server_cpu_by_process_s": dict(list(w.server_cpu_by_process.items())[:12]),
+        "media_workers_cpu_us_per_forwarded_packet": stats.rounded(
+            stats.cpu_us_per_packet(_media_workers_cpu_s(w), forwarded), 2
+        ),
+        "server_idle_cpu_pct": round(idle_rate * 100, 1),
+        "server_idle_cpu_ms_per_s_per_participant": round(idle_rate * 1000 / plan.participants, 2),
+        "server_idle_cpu_by_process_s": dict(list(run.idle.server_cpu_by_process.items())[:12]),
+        "idle_window_s": round(run.idle.seconds, 2),
         "generator_cpu_pct": round(w.generator_cpu_s * 100 / w.seconds, 1),
         "generator_cpu_ms_per_s_per_participant": round(
             w.generator_cpu_s * 1000 / w.seconds / plan.participants, 3
@@ -360,9 +383,20 @@ def _figures(plan: MediaPlan, run: MediaRun) -> dict[str, Any]:
     }
 
 
+def _media_workers_cpu_s(window: Window) -> float:
+    """CPU of raysfu's media worker processes in a window (0 for a server without them)."""
+    return window.server_cpu_by_process.get(MEDIA_WORKER_COMM, 0.0)
+
+
 def _ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
-    for key in ("cpu_us_per_forwarded_packet", "loss_pct", "latency_ms_p50", "latency_ms_p99"):
+    for key in (
+        "cpu_us_per_forwarded_packet",
+        "cpu_us_per_forwarded_packet_above_idle",
+        "loss_pct",
+        "latency_ms_p50",
+        "latency_ms_p99",
+    ):
         a, b = ours.get(key), peer.get(key)
         out[key] = (
             round(a / b, 2) if isinstance(a, int | float) and isinstance(b, int | float) and b else None
@@ -381,13 +415,13 @@ def run_media(
     log_dir = opts.log_dir / result["scenario"]
     with running_raysfu(log_dir, extra_args=extra_args) as server:
         run = asyncio.run(_raysfu_media(server, plan, opts.duration, log_dir))
-        ours = _figures(plan, run)
+        ours = media_figures(plan, run)
     result.update(ours)
     if with_janus:
         try:
             with running_janus(log_dir) as janus:
                 peer_run = asyncio.run(_janus_media(janus.pid, janus.url, plan, opts.duration))
-            peer = _figures(plan, peer_run)
+            peer = media_figures(plan, peer_run)
             result["janus"] = peer
             result["raysfu_over_janus"] = _ratios(ours, peer)
         except Exception as exc:  # the peer is reported, never silently left out

@@ -8,6 +8,9 @@ import pytest
 from actors.media import codecs
 from actors.media import rtp as sfu_rtp
 from bench import machine, proc, result, rtp, stats
+from bench.measure import Window
+from bench.rtp_peer import StreamCounter
+from bench.scenarios import MEDIA_WORKER_COMM, MediaPlan, MediaRun, media_figures
 
 
 def test_percentiles_interpolate_between_ranks() -> None:
@@ -156,3 +159,52 @@ def test_keyframe_on_request_restarts_the_interval() -> None:
     assert codecs.vp8_keyframe(payloads[0])
     _, payloads = source.next_frame()
     assert not codecs.vp8_keyframe(payloads[0])
+
+
+def _window(seconds: float, server_cpu_s: float, by_process: dict[str, float]) -> Window:
+    return Window(
+        seconds=seconds,
+        server_cpu_s=server_cpu_s,
+        generator_cpu_s=0.5,
+        server_cpu_by_process=by_process,
+        loadavg=(0.0, 0.0, 0.0),
+    )
+
+
+def test_media_figures_split_the_fixed_cost_from_forwarding() -> None:
+    """10 s forwarding 1,000 packets for 3 s of CPU, of which 1 s is what the same sessions cost silent
+    (0.1 s/s in the idle window): 3,000 µs per packet in all, 2,000 above idle; the media worker's 1.5 s."""
+    counter = StreamCounter("video")
+    counter.indexes = set(range(1000))
+    counter.packets = 1000
+    run = MediaRun(
+        join_ms=[10.0],
+        first_media_ms=[5.0],
+        counters=[counter],
+        window=_window(10.0, 3.0, {MEDIA_WORKER_COMM: 1.5, "ray::Participan": 1.0}),
+        idle=_window(5.0, 0.5, {"ray::Participan": 0.5}),
+        pss_base=100.0,
+        pss_joined=110.0,
+        pss_media=111.0,
+        sent_packets=1000,
+        late_ticks=0,
+        keyframe_requests=0,
+        extra={},
+    )
+    figures = media_figures(MediaPlan("fanout", 1), run)
+    assert figures["cpu_us_per_forwarded_packet"] == pytest.approx(3000.0)
+    assert figures["cpu_us_per_forwarded_packet_above_idle"] == pytest.approx(2000.0)
+    assert figures["media_workers_cpu_us_per_forwarded_packet"] == pytest.approx(1500.0)
+    assert figures["server_idle_cpu_pct"] == pytest.approx(10.0)
+    assert figures["server_idle_cpu_ms_per_s_per_participant"] == pytest.approx(50.0)  # 2 participants
+
+
+def test_a_stream_counter_snapshot_keeps_the_window() -> None:
+    counter = StreamCounter("audio")
+    counter.indexes.add(1)
+    counter.latencies_ms.append(1.0)
+    frozen = counter.snapshot()
+    counter.indexes.add(2)
+    counter.latencies_ms.append(2.0)
+    counter.packets += 1
+    assert frozen.indexes == {1} and frozen.latencies_ms == [1.0] and frozen.packets == 0
