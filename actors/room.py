@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 # How long a closing Participant may take to hand its last messages to the gateway before it is killed.
 PARTICIPANT_GRACE = 5.0
+EXIT_GRACE = 1.0  # seconds an empty closed room lives on, so that the reply to the call that closed it leaves
 LOOKUP_ATTEMPTS = 3  # see lookup_room
 LOOKUP_RETRY_DELAY = 0.1  # seconds
 
@@ -465,8 +466,9 @@ class Room:
             except (ray.exceptions.RayActorError, ValueError):
                 pass
         log.info("room %s (%s) closed: %s", self._info.name, self._info.sid, why)
-        # Give the kicked sessions their grace period, then remove this actor (its name becomes free).
-        self._spawn(self._exit_after(PARTICIPANT_GRACE if seats else 0.0))
+        # Give the kicked sessions their grace period (an empty room: its caller the time to get the reply,
+        # which killing this process at once could lose), then remove this actor (its name becomes free).
+        self._spawn(self._exit_after(PARTICIPANT_GRACE if seats else EXIT_GRACE))
 
     async def _exit_after(self, delay: float) -> None:
         await asyncio.sleep(delay)
