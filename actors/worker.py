@@ -18,7 +18,12 @@ from actors.directory import Directory, Member
 from actors.errors import CandidateError, NotFoundError
 from actors.inbox import SequencedInbox
 from actors.media.data import DataPacketRefused, route
-from actors.media.ice import parse_candidate_init, restrict_host_addresses, rtc_configuration
+from actors.media.ice import (
+    parse_candidate_init,
+    restrict_host_addresses,
+    rtc_configuration,
+    use_rfc_consent_freshness,
+)
 from actors.media.links import Outgoing, WorkerLinks
 from actors.media.peer import PUBLISHER, SUBSCRIBER, ParticipantPeers
 from actors.media.plane import MediaPlane, PublisherAnswer, RelaySource
@@ -53,6 +58,7 @@ class MediaWorker:
         self._settings = settings
         if settings.ice_addresses:
             restrict_host_addresses(settings.ice_addresses)
+        use_rfc_consent_freshness()
         self._peers: dict[str, ParticipantPeers] = {}
         self._rooms: dict[str, _Room] = {}
         self._inboxes: dict[str, SequencedInbox[_Delivery]] = {}

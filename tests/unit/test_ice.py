@@ -1,16 +1,23 @@
-"""ICE set-up: the aioice host-address patch, the RTC configuration, trickled candidate parsing."""
+"""ICE set-up: the aioice host-address patch, consent freshness, the RTC configuration, trickled candidates."""
 
+import asyncio
 import json
+import logging
+import time
+from typing import Any
 
 import aioice.ice
+import aioice.stun
 import pytest
 
 from actors.errors import CandidateError
+from actors.media import ice
 from actors.media.ice import (
     fixed_host_addresses,
     parse_candidate_init,
     restrict_host_addresses,
     rtc_configuration,
+    use_rfc_consent_freshness,
 )
 
 
@@ -92,3 +99,97 @@ def test_end_of_candidates_is_none() -> None:
 def test_bad_candidates(bad: str) -> None:
     with pytest.raises(CandidateError):
         parse_candidate_init(bad)
+
+
+# ----- consent freshness ---------------------------------------------------------------------------------
+
+LATE = 0.8  # seconds: later than aioice's single 0.5 s try
+
+
+async def _connected_pair() -> tuple[aioice.Connection, aioice.Connection]:
+    """Two aioice connections on 127.0.0.1, connected to each other (consent checks start on connect)."""
+    a = aioice.Connection(ice_controlling=True, use_ipv6=False)
+    b = aioice.Connection(ice_controlling=False, use_ipv6=False)
+    await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+    for here, there in ((a, b), (b, a)):
+        here.remote_username, here.remote_password = there.local_username, there.local_password
+        for candidate in there.local_candidates:
+            await here.add_remote_candidate(candidate)
+        await here.add_remote_candidate(None)
+    await asyncio.gather(a.connect(), b.connect())
+    return a, b
+
+
+def _answer(connection: aioice.Connection, delay: float | None) -> None:
+    """Make `connection` answer STUN requests `delay` seconds late (None: never)."""
+    loop = asyncio.get_running_loop()
+    for protocol in connection._protocols:
+        send = protocol.send_stun
+
+        def send_stun(message: aioice.stun.Message, addr: tuple[str, int], send: Any = send) -> None:
+            if message.message_class != aioice.stun.Class.RESPONSE:
+                send(message, addr)
+            elif delay is not None:
+                loop.call_later(delay, send, message, addr)
+
+        protocol.send_stun = send_stun  # type: ignore[method-assign]
+
+
+async def _closes_within(connection: aioice.Connection, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if connection._closing:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def fast_consent(monkeypatch: pytest.MonkeyPatch, restore_aioice: None) -> None:
+    """Loopback only; checks every ~0.2 s (aioice's and ours), aioice expiring after 3 misses."""
+    restrict_host_addresses(["127.0.0.1"])
+    monkeypatch.setattr(aioice.ice, "CONSENT_INTERVAL", 0.2)
+    monkeypatch.setattr(aioice.ice, "CONSENT_FAILURES", 3)
+    monkeypatch.setattr(ice, "CONSENT_INTERVAL", 0.2)
+    monkeypatch.setattr(aioice.ice.Connection, "query_consent", aioice.ice.Connection.query_consent)
+
+
+async def test_aioice_consent_cuts_off_a_peer_that_answers_late(fast_consent: None) -> None:
+    """Why raysfu replaces it: every check answered, 0.8 s late, and aioice closes the connection."""
+    a, b = await _connected_pair()
+    try:
+        _answer(b, LATE)
+        assert await _closes_within(a, 5.0)
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_consent_holds_while_a_peer_answers_late(
+    fast_consent: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ice, "CONSENT_EXPIRY", 1.5)
+    use_rfc_consent_freshness()
+    a, b = await _connected_pair()
+    try:
+        _answer(b, LATE)
+        assert not await _closes_within(a, 4.0)
+        assert a._query_consent_task is not None and not a._query_consent_task.done()
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+async def test_consent_expires_when_a_peer_stops_answering(
+    fast_consent: None, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(ice, "CONSENT_EXPIRY", 1.0)
+    monkeypatch.setattr(ice, "CONSENT_RETRANSMISSIONS", 1)  # a check gives up after 1.5 s
+    use_rfc_consent_freshness()
+    a, b = await _connected_pair()
+    try:
+        _answer(b, None)
+        with caplog.at_level(logging.INFO, logger="actors.media.ice"):
+            assert await _closes_within(a, 6.0)
+        assert "consent to send expired" in caplog.text
+        assert a._query_consent_task is None
+    finally:
+        await asyncio.gather(a.close(), b.close())
