@@ -1,4 +1,4 @@
-"""ICE set-up: the aioice host-address patch, consent freshness, the RTC configuration, trickled candidates."""
+"""ICE set-up: the aioice host-address patch, consent freshness, RTC configuration, trickled candidates."""
 
 import asyncio
 import json
