@@ -14,12 +14,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench import janus
 from bench import result as results
 from bench.result import ScenarioError
 from bench.scenarios import SCENARIOS, Options
 
 REPO = Path(__file__).resolve().parent.parent
 ORDER = ("join", "audio-room", "fanout", "relay")
+JANUS_SCENARIOS = ("audio-room", "fanout", "all")
+
+
+def _install_janus() -> None:
+    """Installs the peer while the registry is still reachable: the namespace has no route out."""
+    try:
+        janus.ensure_installed()
+    except ScenarioError as exc:
+        print(f"janus: {exc} (the Janus half of each result will carry this error)", file=sys.stderr)
 
 
 def _reexec_in_netns() -> None:
@@ -43,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-dir", type=Path, help="server logs (default: a temp dir)")
     args = parser.parse_args(argv)
     if argv is None:
+        if not args.smoke and args.scenario in JANUS_SCENARIOS:
+            _install_janus()
         _reexec_in_netns()
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log_dir = args.log_dir or Path(tempfile.mkdtemp(prefix="raysfu-bench-"))

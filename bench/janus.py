@@ -1,6 +1,7 @@
 """Janus (Debian's `janus`, VideoRoom plugin) as the peer SFU, and a small VideoRoom signalling adapter.
 
-Set-up: apt-get installs Janus if missing (as root); Janus runs with its own configuration folder generated
+Set-up: apt-get installs Janus if missing (as root, before `python -m bench` enters the network namespace,
+which has no route to the package registry); Janus runs with its own configuration folder generated
 into a temp dir: only the VideoRoom plugin and the WebSocket transport (127.0.0.1:8188), RTP ports
 20000-40000, inside the bench's network namespace (so ICE gathers 10.213.0.1 and lo, nothing else).
 
@@ -54,6 +55,12 @@ def ensure_installed() -> str:
         return found
     if os.geteuid() != 0:
         raise ScenarioError("janus is not installed and we are not root: `apt-get install -y janus`")
+    if os.environ.get("RAYSFU_NETNS") == "1":
+        raise ScenarioError(
+            "janus is not installed, and apt-get cannot reach the registry from inside the test network "
+            "namespace: run `python -m bench` itself (it installs Janus before entering), "
+            "or `apt-get install -y janus`"
+        )
     done = subprocess.run(
         ["apt-get", "install", "-y", "janus"], capture_output=True, text=True, timeout=600, check=False,
         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},

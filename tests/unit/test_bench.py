@@ -7,8 +7,9 @@ import pytest
 
 from actors.media import codecs
 from actors.media import rtp as sfu_rtp
-from bench import machine, proc, result, rtp, stats
+from bench import janus, machine, proc, result, rtp, stats
 from bench.measure import Window
+from bench.result import ScenarioError
 from bench.rtp_peer import StreamCounter
 from bench.scenarios import MEDIA_WORKER_COMM, MediaPlan, MediaRun, media_figures
 
@@ -208,3 +209,15 @@ def test_a_stream_counter_snapshot_keeps_the_window() -> None:
     counter.latencies_ms.append(2.0)
     counter.packets += 1
     assert frozen.indexes == {1} and frozen.latencies_ms == [1.0] and frozen.packets == 0
+
+
+def test_janus_is_not_installed_from_inside_the_network_namespace(monkeypatch: pytest.MonkeyPatch) -> None:
+    """apt-get has no route out of the namespace: the error says to install Janus from outside it."""
+    monkeypatch.setattr(janus, "janus_binary", lambda: None)
+    monkeypatch.setattr(janus.os, "geteuid", lambda: 0)
+    monkeypatch.setenv("RAYSFU_NETNS", "1")
+    ran: list[object] = []
+    monkeypatch.setattr(janus.subprocess, "run", lambda *a, **k: ran.append(a))
+    with pytest.raises(ScenarioError, match="inside the test network namespace"):
+        janus.ensure_installed()
+    assert ran == []
