@@ -101,7 +101,10 @@ class Participant:
         self._warned: set[str] = set()
         self._signals: SequencedInbox[rtc.SignalRequest] = SequencedInbox(self._on_signal, f"{self}:signal")
         self._events: SequencedInbox[RoomEvent] = SequencedInbox(self._on_room_event, f"{self}:events")
-        self._watchdog: asyncio.Task[None] | None = None
+        # From creation, not from start(): a session whose gateway never comes (it died, or its client left
+        # before the join was answered) ends like one whose gateway went away. Ray runs an async actor's
+        # __init__ on its event loop.
+        self._watchdog = asyncio.get_running_loop().create_task(self._watch_gateway())
 
     def __repr__(self) -> str:
         return f"Participant({self._room_name}/{self._info.identity} {self._info.sid})"
@@ -111,7 +114,6 @@ class Participant:
     async def start(self) -> None:
         """Set up the subscriber transport (the room registered this participant on its worker): the
         server's offer follows the JoinResponse."""
-        self._watchdog = asyncio.get_running_loop().create_task(self._watch_gateway())
         self._started.set()
         self._negotiate()
 

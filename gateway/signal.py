@@ -78,11 +78,21 @@ class Session:
         return f"Session({self._label})"
 
     async def run(self) -> None:
-        await self._send(self._join_response)
-        self._participant.start.remote()
-        pump = asyncio.get_running_loop().create_task(self._pump())
+        """Accept, send the JoinResponse, then relay until either side ends; the seated session ends with
+        the socket, including when the client gave up while its join was being seated (an SDK's join
+        timeout on a loaded server): accepting then fails, and a session nobody holds must not stay."""
         reason = models.DisconnectReason.SIGNAL_CLOSE
+        pump: asyncio.Task[None] | None = None
         try:
+            try:
+                await self._ws.accept()
+            except (OSError, RuntimeError, WebSocketDisconnect):  # uvicorn's ClientDisconnected is an OSError
+                log.info("%s: the client left before its join was answered", self)
+                reason = models.DisconnectReason.JOIN_FAILURE
+                return
+            await self._send(self._join_response)
+            self._participant.start.remote()
+            pump = asyncio.get_running_loop().create_task(self._pump())
             while not self._closing:
                 message = await self._ws.receive()
                 if message["type"] == "websocket.disconnect":
@@ -92,7 +102,8 @@ class Session:
         except WebSocketDisconnect:
             pass
         finally:
-            pump.cancel()
+            if pump is not None:
+                pump.cancel()
             if not self._closing:
                 try:
                     await self._participant.close.remote(reason, False)
@@ -229,7 +240,6 @@ class Sessions:
             log.warning("join of %s to %s refused: %s", claims.identity, room, unwrap(exc))
             await ws.send_denial_response(PlainTextResponse(str(unwrap(exc)), status_code=status))
             return
-        await ws.accept()
         session = Session(ws, joined, f"{room}/{claims.identity} {joined.sid}")
         self._active.add(session)
         try:

@@ -6,12 +6,15 @@ A raw WebSocket client (aiohttp) plays the misbehaving participant; real SDK cli
 import asyncio
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
+from livekit import api as lkapi
 from livekit.protocol import rtc
 
 from tests.interop.sdk import Connect, Events, MintToken, Server, wait_for
@@ -199,3 +202,30 @@ async def test_dead_participant_actor_is_removed(server: Server, connect: Connec
     assert done.returncode == 0, done.stderr[-2000:]
     (gone,) = await events.wait("participant_disconnected", timeout=15)
     assert gone.identity == "bob"
+
+
+async def test_client_gone_before_its_join_is_answered_leaves_no_session(
+    server: Server, token: MintToken, api: lkapi.LiveKitAPI, room_name: str
+) -> None:
+    """An SDK that gives up while its join is being seated (its join timeout, on a loaded server) must not
+    leave a session nobody holds. The room's first join creates its Room actor, so a client that hangs up
+    right after its upgrade request is gone before the gateway can accept. (Were the gateway to miss it,
+    the Participant's own watchdog would end the session only after GATEWAY_TIMEOUT, 30-40 s.)"""
+    url = urlsplit(server.url)
+    _, writer = await asyncio.open_connection(url.hostname, url.port)
+    writer.write(
+        (
+            "GET /rtc?protocol=16&sdk=python HTTP/1.1\r\n"
+            f"Host: {url.netloc}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+            f"Authorization: Bearer {token('ghost', room_name)}\r\n\r\n"
+        ).encode()
+    )
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+    left = re.compile(rf"{re.escape(room_name)}: ghost \(PA_\w+\) left: JOIN_FAILURE")
+    await wait_for(lambda: left.search(server.log_path.read_text(errors="replace")), 15, "the session to end")
+    listed = await api.room.list_participants(lkapi.ListParticipantsRequest(room=room_name))
+    assert [p.identity for p in listed.participants] == []
