@@ -19,6 +19,7 @@ from bench import rtp, stats
 from bench.janus import JanusPeer, JanusSession, create_room, running_janus
 from bench.livekit_peer import LiveKitPeer
 from bench.measure import Window, measure_window, server_pss_mb
+from bench.proc import CLOCK_TICKS, descendants, read_stats
 from bench.result import ScenarioError, new_result
 from bench.rtp_peer import StreamCounter, summary
 from bench.server import Server, running_raysfu
@@ -29,6 +30,8 @@ MEDIA_WAIT = 30.0  # seconds for every subscriber to receive its first packet of
 WARMUP = 2.0
 IDLE_WINDOW = 8.0  # seconds of the connected-but-silent window after the media window (at most the duration)
 MEDIA_WORKER_COMM = "ray::MediaWorke"  # a MediaWorker actor's process name, as /proc cuts it (15 chars)
+PARTICIPANT_COMM = "ray::Participan"
+TEARDOWN_WAIT = 120.0  # seconds for the sequential joiners' Participant actors to exit after they leave
 SETTLE = 2.0  # seconds between stopping the senders and that window
 JOIN_BATCH = 5  # light peers joining at once
 
@@ -54,7 +57,32 @@ async def _sdk_join(server: Server, identity: str, room: str) -> tuple[Any, floa
     return client, (time.monotonic_ns() - started) / 1e6
 
 
+@dataclass
+class Burst:
+    """Concurrent SDK joins into one new room."""
+
+    ms: list[float]
+    failures: list[str]
+    wall_s: float
+    clients: list[Any]
+
+
+async def _burst(server: Server, prefix: str, n: int) -> Burst:
+    room = f"join-conc-{secrets.token_hex(3)}"
+    started = time.monotonic()
+    outcomes = await asyncio.gather(
+        *(_sdk_join(server, f"{prefix}{i}", room) for i in range(n)), return_exceptions=True
+    )
+    wall = time.monotonic() - started
+    joined = [o for o in outcomes if not isinstance(o, BaseException)]
+    failures = [f"{type(o).__name__}: {o}" for o in outcomes if isinstance(o, BaseException)]
+    return Burst([ms for _, ms in joined], failures, wall, [client for client, _ in joined])
+
+
 async def _join_run(server: Server, sequential: int, concurrent: int, idle_s: float) -> dict[str, Any]:
+    """Sequential joins into one room; with them connected, PSS and an idle window. Then they leave, and
+    `concurrent` SDKs join a new room at once: right away (while the server stops the leavers' actors),
+    then again once every Participant actor process is gone (a settled server)."""
     base = await server_pss_mb(server.pid)
     room = f"join-seq-{secrets.token_hex(3)}"
     clients: list[Any] = []
@@ -74,16 +102,12 @@ async def _join_run(server: Server, sequential: int, concurrent: int, idle_s: fl
     idle = await measure_window(server.pid, idle_s)
     for client in clients:
         await client.disconnect()
-    room2 = f"join-conc-{secrets.token_hex(3)}"
-    t1 = time.monotonic()
-    outcomes = await asyncio.gather(
-        *(_sdk_join(server, f"c{i}", room2) for i in range(concurrent)), return_exceptions=True
-    )
-    conc_wall = time.monotonic() - t1
-    joined = [o for o in outcomes if not isinstance(o, BaseException)]
-    failures = [f"{type(o).__name__}: {o}" for o in outcomes if isinstance(o, BaseException)]
-    conc_ms = [ms for _, ms in joined]
-    for client, _ in joined:
+    during = await _burst(server, "t", concurrent)
+    for client in during.clients:
+        await client.disconnect()
+    teardown_s = await _wait_participants_gone(server.pid)
+    settled = await _burst(server, "c", concurrent)
+    for client in settled.clients:
         await client.disconnect()
     return {
         "pss_base_mb": round(base, 1),
@@ -91,18 +115,46 @@ async def _join_run(server: Server, sequential: int, concurrent: int, idle_s: fl
         "sequential_ms": seq_ms,
         "sequential_wall_s": seq_wall,
         "sequential_server_cpu_s": join_cpu_s,
-        "concurrent_ms": conc_ms,
-        "concurrent_wall_s": conc_wall,
-        "concurrent_failures": failures,
+        "during_teardown": during,
+        "teardown_s": teardown_s,
+        "settled": settled,
         "idle": idle,
     }
 
 
 def _tree_cpu_now(pid: int) -> float:
-    from bench.proc import CLOCK_TICKS, descendants, read_stats
-
     all_stats = read_stats()
     return sum(all_stats[p].utime + all_stats[p].stime for p in descendants(all_stats, pid)) / CLOCK_TICKS
+
+
+def _participant_processes(pid: int) -> int:
+    all_stats = read_stats()
+    return sum(1 for p in descendants(all_stats, pid) if all_stats[p].comm == PARTICIPANT_COMM)
+
+
+async def _wait_participants_gone(pid: int) -> float:
+    """Seconds until the server's tree has no Participant actor process left (ScenarioError after
+    TEARDOWN_WAIT: sessions that never end are a finding, not something to measure past)."""
+    started = time.monotonic()
+    while await asyncio.to_thread(_participant_processes, pid):
+        if time.monotonic() - started > TEARDOWN_WAIT:
+            left = await asyncio.to_thread(_participant_processes, pid)
+            raise ScenarioError(
+                f"{left} Participant actor processes still running {TEARDOWN_WAIT:.0f} s after all left"
+            )
+        await asyncio.sleep(0.5)
+    return time.monotonic() - started
+
+
+def _burst_figures(burst: Burst, key: str) -> dict[str, Any]:
+    return {
+        f"{key}_ms_p50": stats.rounded(stats.percentile(burst.ms, 50), 1),
+        f"{key}_ms_p99": stats.rounded(stats.percentile(burst.ms, 99), 1),
+        f"{key}_wall_s": round(burst.wall_s, 2),
+        f"{key}_failed": len(burst.failures),
+        f"{key}_errors": sorted(set(burst.failures))[:5],
+        f"{key}_ms_all": [round(x, 1) for x in burst.ms],
+    }
 
 
 def run_join(opts: Options) -> dict[str, Any]:
@@ -111,16 +163,14 @@ def run_join(opts: Options) -> dict[str, Any]:
     result = new_result("join", sequential=sequential, concurrent=concurrent, client="livekit python SDK")
     with running_raysfu(opts.log_dir / "join") as server:
         run = asyncio.run(_join_run(server, sequential, concurrent, idle_s))
-    seq, conc = run["sequential_ms"], run["concurrent_ms"]
+    seq = run["sequential_ms"]
     idle: Window = run["idle"]
     result.update(
         join_ms_p50=stats.rounded(stats.percentile(seq, 50), 1),
         join_ms_p99=stats.rounded(stats.percentile(seq, 99), 1),
-        join_concurrent_ms_p50=stats.rounded(stats.percentile(conc, 50), 1),
-        join_concurrent_ms_p99=stats.rounded(stats.percentile(conc, 99), 1),
-        join_concurrent_wall_s=round(run["concurrent_wall_s"], 2),
-        join_concurrent_failed=len(run["concurrent_failures"]),
-        join_concurrent_errors=sorted(set(run["concurrent_failures"]))[:5],
+        **_burst_figures(run["settled"], "join_concurrent"),
+        **_burst_figures(run["during_teardown"], "join_concurrent_during_teardown"),
+        teardown_s=round(run["teardown_s"], 1),
         join_sequential_wall_s=round(run["sequential_wall_s"], 2),
         server_cpu_ms_per_join=round(run["sequential_server_cpu_s"] * 1000 / sequential, 1),
         pss_mb_server_idle=run["pss_base_mb"],
@@ -129,11 +179,12 @@ def run_join(opts: Options) -> dict[str, Any]:
         idle_server_cpu_pct_with_n=round(idle.server_cpu_s * 100 / idle.seconds, 1),
         sdk_client_cpu_ms_per_s_idle=round(idle.generator_cpu_s * 1000 / idle.seconds / sequential, 2),
         join_ms_all_sequential=[round(x, 1) for x in seq],
-        join_ms_all_concurrent=[round(x, 1) for x in conc],
     )
     result["notes"].append(
         "join time = token minted -> rtc.Room.connect() returned (signalling + subscriber PC connected); "
-        "PSS per participant = (server tree PSS with all sequential joiners connected - before) / N"
+        "PSS per participant = (server tree PSS with all sequential joiners connected - before) / N; "
+        "join_concurrent = the burst on a settled server (after every leaver's Participant actor exited, "
+        "teardown_s), join_concurrent_during_teardown = the same burst started right after the leavers left"
     )
     return result
 
