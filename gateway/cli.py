@@ -98,12 +98,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "token":
             print(token(args))
             return 0
-        # Ray reads this when imported. It merges similar log lines of different actors ("repeated 6x across
-        # cluster"), but an SFU's log must say which room, participant and track each line is about.
+        config = serve_config(args)
+        # Ray reads these when imported, so they are set before. Log dedup merges similar lines of different
+        # actors ("repeated 6x across cluster"), but an SFU's log must say which room, participant and track
+        # each line is about.
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        if config.dev and not config.ray_address:
+            # --dev keeps Ray on loopback. Otherwise Ray swaps 127.0.0.1 for the machine's LAN address and
+            # its servers listen on every interface (seen with `ss -ltnp`), _node_ip_address notwithstanding.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         from gateway.server import serve  # imports Ray: only for `serve`
 
-        return serve(serve_config(args))
+        return serve(config)
     except cfg.ConfigError as exc:
         print(f"raysfu: {exc}", file=sys.stderr)
         return 2

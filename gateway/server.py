@@ -29,10 +29,6 @@ def start_ray(config: ServerConfig) -> str:
     if config.ray_address:
         context = ray.init(address=config.ray_address, namespace=NAMESPACE, log_to_driver=True)
         return str(context.dashboard_url or "")
-    if config.dev:
-        # Keep every Ray server on loopback (by default Ray advertises and listens on the LAN address).
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     context = ray.init(
         address="local",
         namespace=NAMESPACE,

@@ -2,6 +2,10 @@
 
 import os
 
+# Ray decides when imported whether 127.0.0.1 means loopback or the LAN address (see gateway/cli.py): tests
+# that start Ray themselves, and the drivers the tests spawn, stay on loopback even outside the namespace.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 
 def pytest_report_header() -> str:
     if os.environ.get("RAYSFU_NETNS") == "1":

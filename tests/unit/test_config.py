@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +131,32 @@ def test_no_keys_is_an_error() -> None:
 def test_bad_files_are_config_errors(tmp_path: Path, text: str) -> None:
     with pytest.raises(ConfigError):
         load(write(tmp_path, text), dev=False, environ={})
+
+
+# `raysfu serve --dev`, up to the point where it starts Ray: in a fresh interpreter (Ray decides which address
+# is its own when imported), with gateway.server replaced by a probe that asks Ray for its node address.
+_DEV_PROBE = """
+import sys, types
+probe = types.ModuleType("gateway.server")
+def serve(config):
+    from ray._private import ray_constants, services
+    print("CLUSTER", ray_constants.ENABLE_RAY_CLUSTER, "NODE_IP", services.get_node_ip_address())
+    return 0
+probe.serve = serve
+sys.modules["gateway.server"] = probe
+from gateway import cli
+sys.exit(cli.main(["serve", "--dev"]))
+"""
+
+
+def test_serve_dev_keeps_ray_on_loopback() -> None:
+    """Ray swaps 127.0.0.1 for the machine's LAN address and listens on every interface unless told when it is
+    imported (ray_constants.ENABLE_RAY_CLUSTER, Ray pinned); `raysfu serve --dev` must tell it first. The
+    decision is checked, not only the address: inside the test network namespace the swap finds no route
+    and falls back to loopback by itself, which would hide a regression there."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    done = subprocess.run(
+        [sys.executable, "-c", _DEV_PROBE], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "CLUSTER False NODE_IP 127.0.0.1" in done.stdout

@@ -2,7 +2,6 @@
 with one deliver_data call per packet per destination worker (not per recipient)."""
 
 import asyncio
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,7 +21,6 @@ PACKETS = 200
 
 @pytest.fixture(scope="module")
 def workers() -> Iterator[tuple[Any, Any]]:
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray.init(
         num_cpus=2,
         include_dashboard=False,
