@@ -136,9 +136,8 @@ async def _wait_participants_gone(pid: int) -> float:
     """Seconds until the server's tree has no Participant actor process left (ScenarioError after
     TEARDOWN_WAIT: sessions that never end are a finding, not something to measure past)."""
     started = time.monotonic()
-    while await asyncio.to_thread(_participant_processes, pid):
+    while left := await asyncio.to_thread(_participant_processes, pid):
         if time.monotonic() - started > TEARDOWN_WAIT:
-            left = await asyncio.to_thread(_participant_processes, pid)
             raise ScenarioError(
                 f"{left} Participant actor processes still running {TEARDOWN_WAIT:.0f} s after all left"
             )
