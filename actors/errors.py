@@ -29,6 +29,10 @@ class RoomClosedError(RaysfuError):
     """The room is closing; a join should retry with a new Room actor."""
 
 
+class ActorGone(RaysfuError):
+    """The hosted actor a message was for has ended, or its host (a MediaWorker process) died."""
+
+
 class SdpError(InvalidRequestError):
     """An SDP we cannot parse or apply."""
 

@@ -1,26 +1,27 @@
-"""The TrackForwarder actor: one published track's control state.
+"""The TrackForwarder: one published track's control state, hosted by its publisher's MediaWorker, beside
+the track's packets.
 
 It owns who subscribes, the track's mute state, and which MediaWorkers need a copy: the publisher's worker
 forwards to its local subscribers itself and relays one copy to every other worker that has subscribers.
-The RTP itself never passes through this actor. The Room numbers its commands (async actors reorder calls).
+The RTP itself never passes through this actor. The Room numbers its commands (messages from another
+process arrive out of order).
 """
 
-# Annotations stay strings: Ray pickles actor classes by value, and protobuf enum types do not pickle.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ray
 from livekit.protocol import models
-from ray.actor import ActorHandle
 
-from actors import logs
-from actors.errors import RaysfuError, unwrap
+from actors.errors import ActorGone, RaysfuError, unwrap
+from actors.hosting import ActorRef, call_worker
 from actors.inbox import SequencedInbox
-from actors.naming import NAMESPACE
-from actors.placement import actor_options, node_of_worker
+
+if TYPE_CHECKING:
+    from actors.worker import MediaWorker
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Subscribe:
     sub_sid: str
-    participant: ActorHandle[Any]
+    participant: ActorRef
     worker: str
 
 
@@ -53,17 +54,18 @@ Command = Subscribe | Unsubscribe | SetMuted | Close
 
 @dataclass
 class _Subscriber:
-    participant: ActorHandle[Any]
+    participant: ActorRef
     worker: str
 
 
 class TrackForwarder:
-    def __init__(self, room: str, info: models.TrackInfo, publisher_sid: str, publisher_worker: str) -> None:
-        logs.configure()
+    def __init__(self, host: MediaWorker, room: str, info: models.TrackInfo, publisher_sid: str) -> None:
+        self._host = host
         self._room = room
         self._info = info
         self._publisher_sid = publisher_sid
-        self._publisher_worker = publisher_worker
+        self._publisher_worker = host.name
+        self.ref = ActorRef(host.name, info.sid, f"track:{room}/{info.sid}")
         self._subscribers: dict[str, _Subscriber] = {}
         self._relays: set[str] = set()  # receiving workers that get one copy from the publisher's worker
         self._closed = False
@@ -94,9 +96,9 @@ class TrackForwarder:
             await self._unsubscribe(command.sub_sid, command.notify)
         elif isinstance(command, SetMuted):
             self._info.muted = command.muted
-            await _worker(self._publisher_worker).set_track_muted.remote(self._info.sid, command.muted)
+            await self._host.set_track_muted(self._info.sid, command.muted)
             for worker in self._relays:  # their copies restart on a keyframe when unmuted
-                await _quietly(_worker(worker).set_track_muted.remote(self._info.sid, command.muted))
+                await _quietly(self._worker(worker, "set_track_muted", self._info.sid, command.muted))
             log.info("%s: %s", self, "muted" if command.muted else "unmuted")
         else:
             await self._close()
@@ -107,7 +109,7 @@ class TrackForwarder:
         if command.worker != self._publisher_worker and command.worker not in self._relays:
             try:
                 await self._start_relay(command.worker)
-            except (RaysfuError, ray.exceptions.RayError) as exc:
+            except RaysfuError as exc:
                 log.warning(
                     "%s: cannot relay to %s, %s not subscribed: %s",
                     self,
@@ -119,15 +121,16 @@ class TrackForwarder:
         self._subscribers[command.sub_sid] = _Subscriber(command.participant, command.worker)
         log.info("%s: %s subscribes on %s", self, command.sub_sid, command.worker)
         try:
-            await command.participant.subscribe_track.remote(self._info, self._publisher_sid)
-        except ray.exceptions.RayActorError:
+            await command.participant.call("subscribe_track", self._info, self._publisher_sid)
+        except ActorGone:
             await self._unsubscribe(command.sub_sid, notify=False)
 
     async def _start_relay(self, worker: str) -> None:
         """Have the publisher's worker send one copy of the track to `worker`."""
-        source_worker = _worker(self._publisher_worker)
-        source = await source_worker.relay_source.remote(self._info.sid)
-        address = await _worker(worker).expect_relay.remote(
+        source = await self._host.relay_source(self._info.sid)
+        address = await self._worker(
+            worker,
+            "expect_relay",
             self._info.sid,
             self._publisher_sid,
             "audio" if self._info.type == models.TrackType.AUDIO else "video",
@@ -136,8 +139,8 @@ class TrackForwarder:
             source,
         )
         if self._info.muted:
-            await _worker(worker).set_track_muted.remote(self._info.sid, True)
-        await source_worker.add_relay.remote(self._info.sid, worker, address)
+            await self._worker(worker, "set_track_muted", self._info.sid, True)
+        await self._host.add_relay(self._info.sid, worker, address)
         self._relays.add(worker)
         log.info("%s: relaying to %s", self, worker)
 
@@ -148,45 +151,33 @@ class TrackForwarder:
         log.info("%s: %s unsubscribes", self, sub_sid)
         if notify:
             try:
-                await sub.participant.unsubscribe_track.remote(self._info.sid)
-            except ray.exceptions.RayActorError:
+                await sub.participant.call("unsubscribe_track", self._info.sid)
+            except ActorGone:
                 pass
         else:
-            await _quietly(_worker(sub.worker).unsubscribe.remote(sub_sid, self._info.sid))
+            await _quietly(self._worker(sub.worker, "unsubscribe", sub_sid, self._info.sid))
         if sub.worker in self._relays and not any(s.worker == sub.worker for s in self._subscribers.values()):
             self._relays.discard(sub.worker)
-            await _quietly(_worker(self._publisher_worker).remove_relay.remote(self._info.sid, sub.worker))
-            await _quietly(_worker(sub.worker).stop_track.remote(self._info.sid))
+            await self._host.remove_relay(self._info.sid, sub.worker)
+            await _quietly(self._worker(sub.worker, "stop_track", self._info.sid))
             log.info("%s: stopped relaying to %s", self, sub.worker)
 
     async def _close(self) -> None:
         for sub_sid in list(self._subscribers):
             await self._unsubscribe(sub_sid, notify=True)
-        await _quietly(_worker(self._publisher_worker).stop_track.remote(self._info.sid))
+        await self._host.stop_track(self._info.sid)
         self._closed = True
+        self._host.remove(self._info.sid)
         log.info("%s: closed", self)
 
+    def _worker(self, worker: str, method: str, *args: Any) -> Awaitable[Any]:
+        """A call to a media worker's own method (this one's, or a relay's), named after this track."""
+        return call_worker(worker, method, *args, task=f"{self.ref}.{method}")
 
-async def _quietly(call: Any) -> None:
-    """Await a clean-up call whose target may be gone already (a session or actor that ended)."""
+
+async def _quietly(call: Awaitable[Any]) -> None:
+    """Await a clean-up call whose target may be gone already (a session or a worker that ended)."""
     try:
         await call
-    except (RaysfuError, ray.exceptions.RayError) as exc:
+    except RaysfuError as exc:
         log.info("clean-up call failed: %s", unwrap(exc))
-
-
-def _worker(name: str) -> ActorHandle[Any]:
-    return ray.get_actor(name, namespace=NAMESPACE)
-
-
-TrackForwarderActor = ray.remote(TrackForwarder)
-
-
-def create_forwarder(
-    name: str, room: str, info: models.TrackInfo, publisher_sid: str, publisher_worker: str
-) -> ActorHandle[Any]:
-    """A TrackForwarder on the node of the publisher's media worker."""
-    options = actor_options(name, node_of_worker(publisher_worker), max_concurrency=100)
-    return TrackForwarderActor.options(**options).remote(  # type: ignore[return-value]
-        room, info, publisher_sid, publisher_worker
-    )

@@ -1,29 +1,30 @@
-"""The Participant actor: one signalling session's state machine.
+"""The Participant: one signalling session's state machine, hosted by the MediaWorker holding its peer
+connections (actors.hosting).
 
 The gateway numbers the client's requests and the Room numbers its events; both go through a
-SequencedInbox because async Ray actors run calls out of order. Messages for the client wait in an
-outbox that the gateway drains with one long-poll at a time, which keeps them in order too.
+SequencedInbox, because messages from other processes arrive as concurrent Ray calls, out of order.
+Messages for the client wait in the host's outbox for the session's gateway (actors.outbox), which the
+gateway drains for all its sessions on this host with one long-poll at a time; that keeps them in order too.
 """
 
-# Annotations stay strings: Ray pickles actor classes by value, and protobuf enum types do not pickle.
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
-import ray
 from livekit.protocol import models, rtc
-from ray.actor import ActorHandle
 
-from actors import ids, logs
+from actors import ids
 from actors.errors import InvalidRequestError, LimitExceededError, PermissionDeniedError, RaysfuError, unwrap
 from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
+from actors.hosting import ActorRef
 from actors.inbox import SequencedInbox
-from actors.naming import NAMESPACE
-from actors.placement import actor_options, node_of_worker, worker_node_label
+from actors.placement import worker_node_label
+
+if TYPE_CHECKING:
+    from actors.worker import MediaWorker
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +32,9 @@ SERVER_VERSION = "1.9.0"  # the SDKs gate features (RPC needs >= 1.8.0) on LiveK
 PROTOCOL = 16
 PING_INTERVAL = 5
 PING_TIMEOUT = 15
-# A gateway that stops polling this long is gone (crashed or partitioned): end the session.
-GATEWAY_TIMEOUT = 30.0
-# After the session ends, how long the gateway may take to fetch the last messages (e.g. a LeaveRequest).
-DRAIN_TIMEOUT = 3.0
 # A subscriber that does not answer an offer within this time is not waited for any longer (it must not stall
 # the negotiations that follow).
 ANSWER_TIMEOUT = 10.0
-# The grant's canPublishSources names, as the TrackSource each allows.
-SOURCES = {
-    "camera": models.TrackSource.CAMERA,
-    "microphone": models.TrackSource.MICROPHONE,
-    "screen_share": models.TrackSource.SCREEN_SHARE,
-    "screen_share_audio": models.TrackSource.SCREEN_SHARE_AUDIO,
-}
 
 
 @dataclass(frozen=True)
@@ -58,38 +48,22 @@ class JoinParams:
     client_protocol: int = 0
     auto_subscribe: bool = True
     sdk: str = ""
-
-
-@dataclass(frozen=True)
-class Poll:
-    messages: list[bytes]  # serialized SignalResponses, in order
-    cursor: int  # pass back to the next poll
-    closed: bool  # the session ended: send `messages`, then close the WebSocket
+    sid: str = ""  # chosen by the gateway, which routes the session's messages by it
+    gateway: str = ""  # the gateway holding the client's WebSocket (its outbox on the host)
 
 
 class Participant:
     def __init__(
-        self,
-        worker: str,
-        room: ActorHandle[Any],
-        room_name: str,
-        info: models.ParticipantInfo,
-        params: JoinParams,
+        self, host: MediaWorker, room: ActorRef, info: models.ParticipantInfo, params: JoinParams
     ) -> None:
-        logs.configure()
+        self._host = host
         self._room = room
-        self._room_name = room_name
-        self._worker_name = worker
-        self._worker = ray.get_actor(worker, namespace=NAMESPACE)
+        self._room_name = room.label.removeprefix("room:")
+        self.ref = ActorRef(host.name, info.sid, f"participant:{self._room_name}/{info.identity}")
         self._info = info
         self._params = params
-        self._outbox: list[bytes] = []
-        self._outbox_base = 0  # cursor value of _outbox[0]
-        self._outbox_changed = asyncio.Event()
         self._closed_reason: models.DisconnectReason | None = None
         self._closed = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._last_poll = time.monotonic()
         self._offer_id = 0
         self._started = asyncio.Event()  # the subscriber transport exists on the worker
         self._negotiation: asyncio.Task[None] | None = None
@@ -101,10 +75,6 @@ class Participant:
         self._warned: set[str] = set()
         self._signals: SequencedInbox[rtc.SignalRequest] = SequencedInbox(self._on_signal, f"{self}:signal")
         self._events: SequencedInbox[RoomEvent] = SequencedInbox(self._on_room_event, f"{self}:events")
-        # From creation, not from start(): a session whose gateway never comes (it died, or its client left
-        # before the join was answered) ends like one whose gateway went away. Ray runs an async actor's
-        # __init__ on its event loop.
-        self._watchdog = asyncio.get_running_loop().create_task(self._watch_gateway())
 
     def __repr__(self) -> str:
         return f"Participant({self._room_name}/{self._info.identity} {self._info.sid})"
@@ -117,8 +87,9 @@ class Participant:
         self._started.set()
         self._negotiate()
 
-    async def close(self, reason: models.DisconnectReason, notify: bool) -> None:
-        """End the session; with `notify`, the client is told why with a LeaveRequest."""
+    async def close(self, reason: models.DisconnectReason, notify: bool, by_room: bool = False) -> None:
+        """End the session; with `notify`, the client is told why with a LeaveRequest. Unless the room ended
+        it (`by_room`), the room is told."""
         if self._closed_reason is not None:
             return
         self._closed_reason = reason
@@ -126,63 +97,44 @@ class Participant:
             self._send(
                 rtc.SignalResponse(leave=rtc.LeaveRequest(reason=reason, action=rtc.LeaveRequest.DISCONNECT))
             )
-        else:
-            self._drained.set()
-        self._outbox_changed.set()
-        try:
-            await self._worker.remove_participant.remote(self._info.sid)
-        except ray.exceptions.RayError as exc:
-            log.warning("%s: could not release media: %s", self, exc)
-        for task in (self._watchdog, self._negotiation):
-            if task is not None:
-                task.cancel()
+        self._host.outboxes.put(self._params.gateway, self._info.sid, None)  # the gateway closes the socket
+        if self._negotiation is not None:
+            self._negotiation.cancel()
+        self._host.remove(self._info.sid)
+        await self._host.remove_participant(self._info.sid)
         self._closed.set()
+        if not by_room:
+            self._room.tell("participant_closed", self._info.identity, self._info.sid, reason)
         log.info("%s: session closed (%s)", self, models.DisconnectReason.Name(reason))
 
-    async def wait_closed(self) -> models.DisconnectReason:
-        """Returns the disconnect reason once the session has ended and its last messages were fetched."""
-        await self._closed.wait()
-        try:
-            await asyncio.wait_for(self._drained.wait(), DRAIN_TIMEOUT)
-        except TimeoutError:
-            log.info("%s: gateway did not fetch the last messages", self)
-        assert self._closed_reason is not None
-        return self._closed_reason
+    async def gateway_lost(self, gateway: str) -> None:
+        """The host heard nothing from `gateway` for too long (see MediaWorker): it holds no socket now."""
+        if gateway == self._params.gateway:
+            log.warning("%s: gateway %s stopped polling, closing", self, gateway)
+            await self.close(models.DisconnectReason.SIGNAL_CLOSE, False)
 
-    async def _watch_gateway(self) -> None:
-        while True:
-            await asyncio.sleep(GATEWAY_TIMEOUT / 3)
-            if time.monotonic() - self._last_poll > GATEWAY_TIMEOUT:
-                log.warning("%s: gateway stopped polling, closing", self)
-                await self.close(models.DisconnectReason.SIGNAL_CLOSE, False)
-                return
+    async def worker_lost(self, worker: str) -> None:
+        """A media worker died. If it was the room's home, the session cannot go on without its room: the
+        client is told to reconnect (LiveKit's LeaveRequest RECONNECT), which rejoins a rebuilt room."""
+        if worker == self._room.host and self._closed_reason is None:
+            self._send(
+                rtc.SignalResponse(
+                    leave=rtc.LeaveRequest(
+                        can_reconnect=True,
+                        reason=models.DisconnectReason.STATE_MISMATCH,
+                        action=rtc.LeaveRequest.RECONNECT,
+                    )
+                )
+            )
+            await self.close(models.DisconnectReason.STATE_MISMATCH, False, by_room=True)
 
-    # ----- gateway interface ---------------------------------------------------------------------------
+    # ----- messages from the gateway and the room ------------------------------------------------------
 
     async def signal(self, seq: int, request: rtc.SignalRequest) -> None:
         await self._signals.put(seq, request)
 
     async def room_event(self, seq: int, event: RoomEvent) -> None:
         await self._events.put(seq, event)
-
-    async def poll(self, cursor: int, wait: float) -> Poll:
-        """Messages for the client after `cursor`, waiting up to `wait` s for the first one."""
-        self._last_poll = time.monotonic()
-        # Everything before cursor has been sent: forget it.
-        done = min(max(cursor - self._outbox_base, 0), len(self._outbox))
-        del self._outbox[:done]
-        self._outbox_base += done
-        if not self._outbox and self._closed_reason is None:
-            self._outbox_changed.clear()
-            try:
-                await asyncio.wait_for(self._outbox_changed.wait(), wait)
-            except TimeoutError:
-                pass
-        closed = self._closed_reason is not None
-        if closed and not self._outbox:
-            self._drained.set()
-        messages = list(self._outbox)
-        return Poll(messages=messages, cursor=self._outbox_base + len(messages), closed=closed)
 
     # ----- client requests -----------------------------------------------------------------------------
 
@@ -194,10 +146,10 @@ class Participant:
             if kind == "offer":
                 await self._on_publisher_offer(req.offer)
             elif kind == "answer":
-                await self._worker.subscriber_answer.remote(self._info.sid, req.answer.sdp)
+                await self._host.subscriber_answer(self._info.sid, req.answer.sdp)
                 self._answered.set()
             elif kind == "trickle":
-                await self._worker.add_ice_candidate.remote(
+                await self._host.add_ice_candidate(
                     self._info.sid, req.trickle.target, req.trickle.candidateInit
                 )
             elif kind == "add_track":
@@ -218,7 +170,7 @@ class Participant:
                 self._refuse(
                     kind or "empty", rtc.RequestResponse.UNSUPPORTED_TYPE, f"unsupported request {kind}"
                 )
-        except RaysfuError as exc:  # raised here or by an actor (Ray's error then subclasses the cause)
+        except RaysfuError as exc:  # raised here or by another actor (a Ray error then subclasses the cause)
             self._refuse(kind or "", rtc.RequestResponse.INVALID_REQUEST, str(unwrap(exc)))
 
     # ----- publishing ----------------------------------------------------------------------------------
@@ -260,7 +212,7 @@ class Participant:
 
     async def _on_publisher_offer(self, offer: rtc.SessionDescription) -> None:
         pending = {cid: info.sid for cid, info in self._pending.items()}
-        answer = await self._worker.publisher_offer.remote(self._info.sid, offer.sdp, pending)
+        answer = await self._host.publisher_offer(self._info.sid, offer.sdp, pending)
         self._send(
             rtc.SignalResponse(answer=rtc.SessionDescription(type="answer", sdp=answer.sdp, id=offer.id))
         )
@@ -269,27 +221,27 @@ class Participant:
             info.mid = bound.mid
             info.mime_type = bound.mime_type
             self._published[info.sid] = info
-            await self._room.track_published.remote(self._info.identity, info)
+            await self._room.call("track_published", self._info.identity, info)
         for track_sid in answer.ended:
             if self._published.pop(track_sid, None) is not None:
-                await self._room.track_unpublished.remote(self._info.identity, track_sid)
+                await self._room.call("track_unpublished", self._info.identity, track_sid)
 
     async def _on_mute(self, req: rtc.MuteTrackRequest) -> None:
         if req.sid not in self._published:
             raise InvalidRequestError(f"track {req.sid} is not published by this participant")
-        await self._room.mute_published_track.remote(self._info.identity, req.sid, req.muted)
+        await self._room.call("mute_published_track", self._info.identity, req.sid, req.muted)
 
     # ----- subscribing ---------------------------------------------------------------------------------
 
     async def _on_subscription(self, req: rtc.UpdateSubscription) -> None:
         sids = list(req.track_sids) + [sid for p in req.participant_tracks for sid in p.track_sids]
         if sids:
-            await self._room.update_subscriptions.remote(self._info.identity, sids, req.subscribe)
+            await self._room.call("update_subscriptions", self._info.identity, sids, req.subscribe)
 
     async def _on_track_setting(self, req: rtc.UpdateTrackSettings) -> None:
         for track_sid in req.track_sids:
             if track_sid in self._subscribed:
-                await self._worker.set_subscription_settings.remote(
+                await self._host.set_subscription_settings(
                     self._info.sid, track_sid, req.disabled, int(req.quality), req.width, req.height
                 )
 
@@ -302,7 +254,7 @@ class Participant:
         closed.cancel()
         if self._closed_reason is not None or info.sid in self._subscribed:
             return
-        await self._worker.subscribe.remote(self._info.sid, info.sid, publisher_sid)
+        await self._host.subscribe(self._info.sid, info.sid, publisher_sid)
         self._subscribed.add(info.sid)
         self._negotiate()
 
@@ -310,7 +262,7 @@ class Participant:
         if self._closed_reason is not None or track_sid not in self._subscribed:
             return
         self._subscribed.discard(track_sid)
-        await self._worker.unsubscribe.remote(self._info.sid, track_sid)
+        await self._host.unsubscribe(self._info.sid, track_sid)
         self._negotiate()
 
     def _negotiate(self) -> None:
@@ -325,8 +277,9 @@ class Participant:
             self._answered.clear()
             try:
                 await self._send_subscriber_offer()
-            except (RaysfuError, ray.exceptions.RayError) as exc:
-                log.error("%s: subscriber offer failed: %s", self, unwrap(exc))
+            except RaysfuError as exc:
+                if self._closed_reason is None:
+                    log.error("%s: subscriber offer failed: %s", self, unwrap(exc))
                 return
             log.info("%s: subscriber offer %d sent", self, self._offer_id)
             try:
@@ -339,7 +292,8 @@ class Participant:
     async def _update_metadata(self, update: rtc.UpdateParticipantMetadata) -> None:
         response = rtc.RequestResponse(request_id=update.request_id, update_metadata=update)
         try:
-            await self._room.update_participant.remote(
+            await self._room.call(
+                "update_participant",
                 self._info.identity,
                 metadata=update.metadata if update.metadata else None,
                 name=update.name if update.name else None,
@@ -382,13 +336,12 @@ class Participant:
     # ----- helpers -------------------------------------------------------------------------------------
 
     async def _send_subscriber_offer(self) -> None:
-        sdp = await self._worker.subscriber_offer.remote(self._info.sid)
+        sdp = await self._host.subscriber_offer(self._info.sid)
         self._offer_id += 1
         self._send(rtc.SignalResponse(offer=rtc.SessionDescription(type="offer", sdp=sdp, id=self._offer_id)))
 
     def _send(self, message: rtc.SignalResponse) -> None:
-        self._outbox.append(message.SerializeToString())
-        self._outbox_changed.set()
+        self._host.outboxes.put(self._params.gateway, self._info.sid, message.SerializeToString())
 
 
 def _mime_hint(req: rtc.AddTrackRequest) -> str:
@@ -401,30 +354,11 @@ def _mime_hint(req: rtc.AddTrackRequest) -> str:
     return "video/VP8"
 
 
-ParticipantActor = ray.remote(Participant)
-
-
-def create_participant(
-    name: str,
-    worker: str,
-    room: ActorHandle[Any],
-    room_name: str,
-    info: models.ParticipantInfo,
-    params: JoinParams,
-) -> ActorHandle[Any]:
-    """A Participant actor on the node of the media worker it controls."""
-    options = actor_options(name, node_of_worker(worker))
-    return ParticipantActor.options(**options).remote(  # type: ignore[return-value]
-        worker, room, room_name, info, params
-    )
-
-
 def join_response(
     room_info: models.Room, info: models.ParticipantInfo, others: list[models.ParticipantInfo], worker: str
 ) -> bytes:
-    """The session's first message (a serialized SignalResponse), sent by the gateway as soon as the room
-    seated the participant: the SDKs give up on a join whose JoinResponse takes more than a few seconds,
-    and starting the Participant actor's process can take longer than that when many join at once."""
+    """The session's first message (a serialized SignalResponse), which the gateway sends itself as soon as
+    the room seated the participant, ahead of anything in the outbox."""
     join = rtc.JoinResponse(
         room=room_info,
         participant=info,

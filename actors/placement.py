@@ -5,14 +5,23 @@ one process is cheapest), then to the least-loaded worker on a node the room alr
 Workers register as named actors `media:<node>/<n>`; `<node>` is the first 8 hex digits of the Ray node id.
 """
 
-from collections import Counter
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors.hosting import call_worker
 from actors.naming import MEDIA_PREFIX, NAMESPACE
+
+log = logging.getLogger(__name__)
+
+WORKER_LIST_TTL = 2.0  # seconds a listing of the live workers is reused (it is a GCS request)
+_listing: tuple[float, list[str]] = (0.0, [])
 
 
 def node_label(node_id: str) -> str:
@@ -30,6 +39,30 @@ def list_workers() -> list[str]:
     )
 
 
+async def live_workers() -> list[str]:
+    """The media workers' names, listed at most every WORKER_LIST_TTL s, off the event loop."""
+    global _listing
+    listed_at, names = _listing
+    if time.monotonic() - listed_at > WORKER_LIST_TTL or not names:
+        names = await asyncio.to_thread(list_workers)
+        _listing = (time.monotonic(), names)
+    return names
+
+
+async def worker_loads(workers: list[str]) -> list["Candidate"]:
+    """Each worker's load (participants hosted); a worker that does not answer is left out."""
+    loads = await asyncio.gather(
+        *(call_worker(w, "load", task=f"{w}.load") for w in workers), return_exceptions=True
+    )
+    candidates: list[Candidate] = []
+    for worker, load in zip(workers, loads, strict=True):
+        if isinstance(load, int):
+            candidates.append(Candidate(worker, load))
+        else:
+            log.warning("media worker %s did not answer: %s", worker, load)
+    return candidates
+
+
 def node_id_for_label(label: str) -> str | None:
     for node in ray.nodes():  # type: ignore[no-untyped-call]
         if node.get("Alive") and str(node["NodeID"]).startswith(label):
@@ -43,18 +76,24 @@ class Candidate:
     load: int  # participants hosted, all rooms
 
 
-def choose_worker(candidates: list[Candidate], room_members: Counter[str], capacity: int) -> str:
-    """Pick a worker: the room's busiest worker with room, then its nodes' least loaded, then any."""
+def choose_worker(
+    candidates: list[Candidate], room_members: Mapping[str, int], capacity: int, home: str = ""
+) -> str:
+    """Pick a worker: the room's busiest worker with room, then its home (the worker hosting the Room),
+    then the least loaded on a node the room uses, then the least loaded anywhere."""
     if not candidates:
         raise RuntimeError("no media workers are running")
     free = [c for c in candidates if capacity <= 0 or c.load < capacity]
     if not free:  # every worker is full: overload the least loaded rather than refuse
         return min(candidates, key=lambda c: (c.load, c.worker)).worker
     serving = sorted(
-        (c for c in free if room_members[c.worker] > 0), key=lambda c: (-room_members[c.worker], c.load)
+        (c for c in free if room_members.get(c.worker, 0) > 0),
+        key=lambda c: (-room_members.get(c.worker, 0), c.load),
     )
     if serving:
         return serving[0].worker
+    if any(c.worker == home for c in free):
+        return home
     room_nodes = {worker_node_label(w) for w, n in room_members.items() if n > 0}
     same_node = [c for c in free if worker_node_label(c.worker) in room_nodes]
     return min(same_node or free, key=lambda c: (c.load, c.worker)).worker

@@ -1,50 +1,49 @@
-"""The Room actor: membership, room metadata, timeouts, placement and participant updates.
+"""The Room: membership, room metadata, timeouts, placement and participant updates.
 
-One actor per room, named `room:<name>`, created atomically by whoever needs it first (a join or CreateRoom:
-Ray's named-actor registry makes two simultaneous first joins yield one room). The Room owns its participants'
-lifecycle: it creates each Participant actor, watches it, and removes and kills it when its session ends.
+One Room per open room, hosted by one MediaWorker (its home, chosen by the RoomRegistry when the room
+opens; actors.registry). The Room owns its participants' lifecycle: it places each new session on a worker,
+has that worker host its Participant, hears when the session ends, and removes it from the room.
 """
 
-# Annotations stay strings: Ray pickles actor classes by value, and protobuf enum types do not pickle.
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
-import ray
 from livekit.protocol import models
-from ray.actor import ActorHandle
 
-from actors import ids, limits, logs, placement
+from actors import ids, limits, placement
 from actors.directory import Directory, Member
-from actors.errors import LimitExceededError, NotFoundError, PermissionDeniedError, RoomClosedError
+from actors.errors import (
+    ActorGone,
+    LimitExceededError,
+    NotFoundError,
+    PermissionDeniedError,
+    RoomClosedError,
+)
 from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
-from actors.forwarder import Close, Command, SetMuted, Subscribe, Unsubscribe, create_forwarder
+from actors.forwarder import Close, Command, SetMuted, Subscribe, Unsubscribe
+from actors.hosting import ActorRef, call_worker
 from actors.inbox import Sequencer
-from actors.naming import NAMESPACE, participant_actor, room_actor, track_actor
-from actors.participant import JoinParams, create_participant, join_response
+from actors.participant import JoinParams, join_response
 from actors.settings import MediaSettings, RoomSettings
+from actors.tasks import spawn
+
+if TYPE_CHECKING:
+    from actors.worker import MediaWorker
 
 log = logging.getLogger(__name__)
-
-# How long a closing Participant may take to hand its last messages to the gateway before it is killed.
-PARTICIPANT_GRACE = 5.0
-EXIT_GRACE = 1.0  # seconds an empty closed room lives on, so that the reply to the call that closed it leaves
-LOOKUP_ATTEMPTS = 3  # see lookup_room
-LOOKUP_RETRY_DELAY = 0.1  # seconds
 
 
 @dataclass
 class Seat:
     info: models.ParticipantInfo
-    handle: ActorHandle[Any]
+    handle: ActorRef  # the Participant
     worker: str
     auto_subscribe: bool = True
-    watch: asyncio.Task[None] | None = None
 
     @property
     def hidden(self) -> bool:
@@ -58,12 +57,12 @@ class Seat:
 @dataclass(frozen=True)
 class Track:
     publisher: str  # identity
-    forwarder: ActorHandle[Any]
+    forwarder: ActorRef
 
 
 @dataclass(frozen=True)
 class Joined:
-    participant: ActorHandle[Any]
+    participant: ActorRef
     sid: str
     response: bytes  # the serialized SignalResponse with the JoinResponse, for the gateway to send first
 
@@ -75,11 +74,15 @@ class _Counters:
 
 
 class Room:
-    def __init__(self, name: str, settings: RoomSettings, media: MediaSettings, metadata: str = "") -> None:
-        logs.configure()
+    def __init__(
+        self, host: MediaWorker, name: str, settings: RoomSettings, media: MediaSettings, metadata: str = ""
+    ) -> None:
         now = time.time()
+        sid = ids.room_sid()
+        self._host = host
+        self.ref = ActorRef(host.name, sid, f"room:{name}")
         self._info = models.Room(
-            sid=ids.room_sid(),
+            sid=sid,
             name=name,
             empty_timeout=settings.empty_timeout,
             departure_timeout=settings.departure_timeout,
@@ -96,13 +99,16 @@ class Room:
         self._closed = False
         self._ever_joined = False
         self._workers_used: set[str] = set()
-        self._close_task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._close_task: asyncio.Future[object] | None = None
         self._arm_close(settings.empty_timeout, "empty timeout")
         log.info("room %s (%s) created", name, self._info.sid)
 
     def __repr__(self) -> str:
         return f"Room({self._info.name})"
+
+    @property
+    def name(self) -> str:
+        return self._info.name
 
     # ----- queries -----------------------------------------------------------------------------------
 
@@ -131,12 +137,7 @@ class Room:
                 log.info("%s: %s joins again, removing the older session", self._info.name, params.identity)
                 await self._remove_seat(older, models.DisconnectReason.DUPLICATE_IDENTITY, notify=True)
             worker = await self._place()
-            sid = ids.participant_sid()
-            # Registered on the worker now, not when the Participant actor starts: placement reads the
-            # workers' loads, and joins arriving together must see each other's places.
-            await ray.get_actor(worker, namespace=NAMESPACE).add_participant.remote(
-                self._info.name, sid, params.identity
-            )
+            sid = params.sid or ids.participant_sid()
             info = models.ParticipantInfo(
                 sid=sid,
                 identity=params.identity,
@@ -153,20 +154,19 @@ class Room:
             info.attributes.update(params.attributes)
             others = [s.info for s in self._seats.values() if not s.hidden]
             self._info.num_participants = len(self._seats) + 1
-            handle = create_participant(
-                name=participant_actor(self._info.name, params.identity, sid),
-                worker=worker,
-                room=ray.get_runtime_context().current_actor,
-                room_name=self._info.name,
-                info=info,
-                params=params,
+            handle: ActorRef = await call_worker(
+                worker,
+                "host_participant",
+                self.ref,
+                info,
+                params,
+                task=f"participant:{self._info.name}/{params.identity}.join",
             )
             seat = Seat(info=info, handle=handle, worker=worker, auto_subscribe=params.auto_subscribe)
             self._seats[params.identity] = seat
             self._ever_joined = True
             self._cancel_close()
-            seat.watch = self._spawn(self._watch(seat))
-            self._workers_used.add(worker)
+            self._use_worker(worker)
             self._push_directory()
             if not seat.hidden:
                 self._broadcast(ParticipantsChanged((info,)), exclude=sid)
@@ -177,33 +177,36 @@ class Room:
             return Joined(handle, sid, join_response(self._room_info(), info, others, worker))
 
     async def _place(self) -> str:
-        workers = placement.list_workers()
-        loads = await asyncio.gather(
-            *(ray.get_actor(w, namespace=NAMESPACE).load.remote() for w in workers), return_exceptions=True
+        """The worker for a new participant. The home worker's load is read here, exactly; the others'
+        through a call each (joins that arrive together are placed one at a time, under the room's lock)."""
+        workers = [w for w in await placement.live_workers() if not self._host.is_lost(w)]
+        others = await placement.worker_loads([w for w in workers if w != self._host.name])
+        candidates = [placement.Candidate(self._host.name, self._host.participant_count()), *others]
+        members: dict[str, int] = {}
+        for s in self._seats.values():
+            members[s.worker] = members.get(s.worker, 0) + 1
+        return placement.choose_worker(
+            candidates, members, self._media.participants_per_worker, home=self._host.name
         )
-        candidates: list[placement.Candidate] = []
-        for worker, load in zip(workers, loads, strict=True):
-            if isinstance(load, int):
-                candidates.append(placement.Candidate(worker, load))
-            else:
-                log.warning("media worker %s did not answer: %s", worker, load)
-        members = Counter(s.worker for s in self._seats.values())
-        return placement.choose_worker(candidates, members, self._media.participants_per_worker)
 
-    async def _watch(self, seat: Seat) -> None:
-        """Wait for the session to end (or its actor to die), then remove it from the room."""
-        reason: models.DisconnectReason = models.DisconnectReason.UNKNOWN_REASON
-        try:
-            reason = await seat.handle.wait_closed.remote()
-        except ray.exceptions.RayActorError:
-            log.warning("%s: participant %s died", self._info.name, seat.info.identity)
-            await self._release_media(seat)
-        except asyncio.CancelledError:
-            return
+    def _use_worker(self, worker: str) -> None:
+        if worker not in self._workers_used:
+            self._workers_used.add(worker)
+            self._host.watch(worker)
+
+    async def participant_closed(self, identity: str, sid: str, reason: models.DisconnectReason) -> None:
+        """From the Participant: its session ended (the client left, its socket closed, its gateway died)."""
         async with self._lock:
-            if self._seats.get(seat.info.identity) is seat:
+            seat = self._seats.get(identity)
+            if seat is not None and seat.info.sid == sid:
                 await self._remove_seat(seat, reason, notify=False)
-        self._kill(seat.handle)
+
+    async def worker_lost(self, worker: str) -> None:
+        """A media worker died: its participants are gone, and so are the tracks they published."""
+        async with self._lock:
+            for seat in [s for s in self._seats.values() if s.worker == worker]:
+                await self._remove_seat(seat, models.DisconnectReason.UNKNOWN_REASON, notify=False)
+            self._workers_used.discard(worker)
 
     async def _remove_seat(self, seat: Seat, reason: models.DisconnectReason, notify: bool) -> None:
         """Take a seat out of the room and tell the others. Called with the lock held."""
@@ -215,12 +218,9 @@ class Room:
                 self._command(track_sid, Unsubscribe(seat.info.sid, notify=False))
         if notify:
             try:
-                await seat.handle.close.remote(reason, True)
-            except ray.exceptions.RayActorError:
-                await self._release_media(seat)
-            if seat.watch is not None:
-                seat.watch.cancel()
-            self._spawn(self._kill_later(seat.handle))
+                await seat.handle.call("close", reason, True, True)
+            except ActorGone:
+                pass
         gone = models.ParticipantInfo()
         gone.CopyFrom(seat.info)
         gone.state = models.ParticipantInfo.DISCONNECTED
@@ -239,26 +239,6 @@ class Room:
         )
         if not self._seats and not self._closed:
             self._arm_close(self._info.departure_timeout, "departure timeout")
-
-    async def _release_media(self, seat: Seat) -> None:
-        try:
-            await ray.get_actor(seat.worker, namespace=NAMESPACE).remove_participant.remote(seat.info.sid)
-        except (ray.exceptions.RayActorError, ValueError):
-            log.warning("%s: could not release %s on %s", self._info.name, seat.info.sid, seat.worker)
-
-    async def _kill_later(self, handle: ActorHandle[Any]) -> None:
-        try:
-            await asyncio.wait_for(handle.wait_closed.remote(), PARTICIPANT_GRACE)
-        except (TimeoutError, ray.exceptions.RayActorError):
-            pass
-        self._kill(handle)
-
-    @staticmethod
-    def _kill(handle: ActorHandle[Any]) -> None:
-        try:
-            ray.kill(handle, no_restart=True)
-        except ValueError:
-            pass
 
     # ----- changes from participants and the room service ---------------------------------------------
 
@@ -340,8 +320,8 @@ class Room:
                 per_worker.setdefault(seat.worker, []).append(seat.info.sid)
         await asyncio.gather(
             *(
-                ray.get_actor(w, namespace=NAMESPACE).send_data.remote(
-                    self._info.name, packet, reliable, sids
+                call_worker(
+                    w, "send_data", self._info.name, packet, reliable, sids, task=f"{self.ref}.send_data"
                 )
                 for w, sids in per_worker.items()
             )
@@ -355,8 +335,13 @@ class Room:
             seat = self._seat(identity)
             seat.info.tracks.append(info)
             seat.info.is_publisher = True
-            forwarder = create_forwarder(
-                track_actor(self._info.name, info.sid), self._info.name, info, seat.info.sid, seat.worker
+            forwarder: ActorRef = await call_worker(
+                seat.worker,
+                "host_forwarder",
+                self._info.name,
+                info,
+                seat.info.sid,
+                task=f"track:{self._info.name}/{info.sid}.open",
             )
             self._tracks[info.sid] = Track(publisher=identity, forwarder=forwarder)
             self._announce(seat)
@@ -393,7 +378,7 @@ class Room:
             applied = self._command(track_sid, SetMuted(muted))
         try:
             await applied
-        except ray.exceptions.RayActorError:
+        except ActorGone:
             log.warning("%s: the forwarder of %s is gone", self._info.name, track_sid)
         async with self._lock:
             if self._seats.get(identity) is seat:
@@ -418,25 +403,24 @@ class Room:
                 )
                 self._command(track_sid, command)
 
-    def _command(self, track_sid: str, command: Command) -> ray.ObjectRef[None]:
-        """Send the track's forwarder its next command; await the result to know it was applied."""
+    def _command(self, track_sid: str, command: Command) -> asyncio.Future[Any]:
+        """Send the track's forwarder its next command; await the result to know it was applied (a command
+        nobody awaits has its failure logged)."""
         seq = self._counters.sequencer.next(track_sid)
-        ref: ray.ObjectRef[None] = self._tracks[track_sid].forwarder.command.remote(seq, command)
-        return ref
+        return spawn(self._tracks[track_sid].forwarder.call("command", seq, command), f"{track_sid} command")
 
     def _close_track(self, track_sid: str) -> None:
-        """Close the track's forwarder (it unsubscribes everyone and stops the media), then its actor."""
+        """Close the track's forwarder: it unsubscribes everyone, stops the media and leaves its host."""
         seq = self._counters.sequencer.next(track_sid)
         forwarder = self._tracks.pop(track_sid).forwarder
 
         async def close() -> None:
             try:
-                await forwarder.command.remote(seq, Close())
-            except ray.exceptions.RayActorError:
+                await forwarder.call("command", seq, Close())
+            except ActorGone:
                 pass
-            self._kill(forwarder)
 
-        self._spawn(close())
+        spawn(close(), f"closing {forwarder}")
 
     def _announce(self, seat: Seat) -> None:
         """A participant's state changed: tell it and (while it is visible) everybody else."""
@@ -460,19 +444,13 @@ class Room:
             seats = list(self._seats.values())
             for seat in seats:
                 await self._remove_seat(seat, reason, notify=True)
-        for worker in self._workers_used:
+        for worker in self._workers_used | {self._host.name}:
             try:
-                await ray.get_actor(worker, namespace=NAMESPACE).close_room.remote(self._info.name)
-            except (ray.exceptions.RayActorError, ValueError):
+                await call_worker(worker, "close_room", self._info.name, task=f"{self.ref}.close")
+            except ActorGone:
                 pass
+        await self._host.room_closed(self)
         log.info("room %s (%s) closed: %s", self._info.name, self._info.sid, why)
-        # Give the kicked sessions their grace period (an empty room: its caller the time to get the reply,
-        # which killing this process at once could lose), then remove this actor (its name becomes free).
-        self._spawn(self._exit_after(PARTICIPANT_GRACE if seats else EXIT_GRACE))
-
-    async def _exit_after(self, delay: float) -> None:
-        await asyncio.sleep(delay)
-        self._kill(ray.get_runtime_context().current_actor)
 
     def _arm_close(self, seconds: int, why: str) -> None:
         self._cancel_close()
@@ -482,7 +460,7 @@ class Room:
             self._close_task = None
             await self._close(models.DisconnectReason.ROOM_CLOSED, why)
 
-        self._close_task = self._spawn(close_later())
+        self._close_task = spawn(close_later(), f"{self.ref}: {why}")
 
     def _cancel_close(self) -> None:
         if self._close_task is not None:
@@ -510,7 +488,7 @@ class Room:
 
     def _notify(self, seat: Seat, event: RoomEvent) -> None:
         seq = self._counters.sequencer.next(seat.info.sid)
-        seat.handle.room_event.remote(seq, event)
+        seat.handle.tell("room_event", seq, event)
 
     def _broadcast(self, event: RoomEvent, exclude: str = "") -> None:
         for seat in self._seats.values():
@@ -528,64 +506,7 @@ class Room:
             ),
         )
         for worker in self._workers_used:
-            ray.get_actor(worker, namespace=NAMESPACE).update_directory.remote(directory)
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-
-RoomActor = ray.remote(Room)
-
-
-def get_or_create_room(
-    name: str, settings: RoomSettings, media: MediaSettings, metadata: str = ""
-) -> ActorHandle[Any]:
-    """The room's actor, created if it does not exist; atomic across callers (Ray's named-actor registry)."""
-    options = placement.actor_options(room_actor(name))
-    return RoomActor.options(get_if_exists=True, **options).remote(  # type: ignore[return-value]
-        name, settings, media, metadata
-    )
-
-
-def lookup_room(name: str) -> ActorHandle[Any] | None:
-    """The open room's actor, or None. Blocks (it asks the GCS): call it off the event loop.
-
-    Ray's name lookup has been seen to miss a live, listed actor (once in a CI run: a DeleteRoom right after
-    CreateRoom and ListRooms answered not_found; compare ray-project/ray#41324 and #57690, lookups racing
-    from several threads). A miss is therefore checked against the list of named actors and retried.
-    """
-    actor_name = room_actor(name)
-    for attempt in range(LOOKUP_ATTEMPTS):
-        try:
-            return ray.get_actor(actor_name, namespace=NAMESPACE)
-        except ValueError:
-            listed = any(
-                n["name"] == actor_name for n in ray.util.list_named_actors(all_namespaces=True)
-                if n["namespace"] == NAMESPACE
-            )  # fmt: skip
-            if not listed:
-                return None
-            log.warning("room %s is listed but its lookup failed (attempt %d)", name, attempt + 1)
-            time.sleep(LOOKUP_RETRY_DELAY)
-    return None
-
-
-def _open_rooms(names: list[str] | None) -> list[ActorHandle[Any]]:
-    prefix = room_actor("")
-    found = [
-        n["name"].removeprefix(prefix)
-        for n in ray.util.list_named_actors(all_namespaces=True)
-        if n["namespace"] == NAMESPACE and n["name"].startswith(prefix)
-    ]
-    handles = [lookup_room(n) for n in found if not names or n in names]
-    return [h for h in handles if h is not None]
-
-
-async def list_rooms(names: list[str] | None = None) -> list[models.Room]:
-    """Every open room (optionally only these names); rooms that are closing are left out."""
-    handles = await asyncio.to_thread(_open_rooms, names)  # the lookups block
-    infos = await asyncio.gather(*(h.info.remote() for h in handles), return_exceptions=True)
-    return [cast(models.Room, i) for i in infos if isinstance(i, models.Room)]
+            spawn(
+                call_worker(worker, "update_directory", directory, task=f"{self.ref}.directory"),
+                f"{self.ref}: directory to {worker}",
+            )

@@ -1,4 +1,6 @@
-"""MediaWorker: hosts the peer connections of many participants of many rooms, and routes their data.
+"""MediaWorker: one Ray actor per core per node, hosting the peer connections of many participants of many
+rooms, the logical actors that control them (Rooms, Participants, TrackForwarders; actors.hosting), and
+their clients' outboxes (actors.outbox).
 
 Data between workers goes through `deliver_data` calls (one per packet per destination worker), ordered
 per sending worker. RTP is forwarded by the media plane (actors/media/plane.py): raw bytes from the
@@ -6,16 +8,23 @@ publisher's tap receiver to each subscriber's passthrough sender, and one UDP co
 worker with subscribers of it (actors/media/relay.py), never through a Ray call.
 """
 
+# Annotations stay strings: Ray pickles actor classes by value, and protobuf types do not pickle.
+from __future__ import annotations
+
+import asyncio
 import logging
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 import ray
+from livekit.protocol import models, rtc
 
-from actors import logs
+from actors import logs, registry
 from actors.directory import Directory, Member
 from actors.errors import CandidateError, NotFoundError
+from actors.forwarder import TrackForwarder
+from actors.hosting import ActorRef, Host
 from actors.inbox import SequencedInbox
 from actors.media.data import DataPacketRefused, route
 from actors.media.ice import (
@@ -29,12 +38,19 @@ from actors.media.peer import PUBLISHER, SUBSCRIBER, ParticipantPeers
 from actors.media.plane import MediaPlane, PublisherAnswer, RelaySource
 from actors.media.ratelog import RateLimitedLog
 from actors.media.relay import Address
+from actors.outbox import Batch, Outboxes
+from actors.participant import JoinParams, Participant
 from actors.placement import actor_options
-from actors.settings import MediaSettings
+from actors.room import Room
+from actors.settings import MediaSettings, RoomSettings
+from actors.tasks import spawn
 
 log = logging.getLogger(__name__)
 
-MAX_CONCURRENCY = 1000
+# Pending calls one worker can hold: a gateway's poll and a watch per peer, messages in flight.
+MAX_CONCURRENCY = 10_000
+# A gateway that stops polling this long is gone (crashed or partitioned): its sessions end.
+GATEWAY_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -51,11 +67,13 @@ class _Delivery:
     dest_sids: tuple[str, ...]
 
 
-class MediaWorker:
+class MediaWorker(Host):
     def __init__(self, name: str, settings: MediaSettings) -> None:
         logs.configure()
-        self.name = name
+        super().__init__(name)
         self._settings = settings
+        self.outboxes = Outboxes()
+        self._gateway_watch: asyncio.Future[object] | None = None
         if settings.ice_addresses:
             restrict_host_addresses(settings.ice_addresses)
         use_rfc_consent_freshness()
@@ -78,6 +96,68 @@ class MediaWorker:
 
     async def load(self) -> int:
         return len(self._peers)
+
+    def participant_count(self) -> int:
+        return len(self._peers)
+
+    # ----- hosting the logical actors ------------------------------------------------------------------
+
+    async def host_room(
+        self, name: str, settings: RoomSettings, media: MediaSettings, metadata: str = ""
+    ) -> ActorRef:
+        room = Room(self, name, settings, media, metadata)
+        self.add(room.ref.address, room)
+        return room.ref
+
+    async def room_closed(self, room: Room) -> None:
+        self.remove(room.ref.address)
+        await registry.release_room(room.name, room.ref)
+
+    async def hosted_rooms(self) -> list[tuple[str, ActorRef]]:
+        return [(room.name, room.ref) for room in self.hosted(Room)]
+
+    async def host_participant(
+        self, room: ActorRef, info: models.ParticipantInfo, params: JoinParams
+    ) -> ActorRef:
+        """Host a new session's Participant, with its peer connections, for the room (on another host)."""
+        await self.add_participant(room.label.removeprefix("room:"), info.sid, info.identity)
+        participant = Participant(self, room, info, params)
+        self.add(info.sid, participant)
+        self.watch(room.host)
+        self.outboxes.expect(params.gateway)  # a gateway that never polls for it is noticed as well
+        self._watch_gateways_once()
+        return participant.ref
+
+    async def host_forwarder(self, room: str, info: models.TrackInfo, publisher_sid: str) -> ActorRef:
+        forwarder = TrackForwarder(self, room, info, publisher_sid)
+        self.add(info.sid, forwarder)
+        return forwarder.ref
+
+    # ----- the gateways' traffic -----------------------------------------------------------------------
+
+    async def signal(self, requests: list[tuple[str, int, rtc.SignalRequest]]) -> None:
+        """Signalling from one gateway, batched: (participant sid, sequence number, request)."""
+        for sid, seq, request in requests:
+            participant = self._actors.get(sid)
+            if isinstance(participant, Participant):  # else: the session ended while this was on its way
+                spawn(participant.signal(seq, request), f"{participant!r}: signal {seq}")
+
+    async def poll(self, gateway: str, epoch: int, cursor: int, wait: float) -> Batch:
+        """The gateway's long-poll for all its sessions on this host (see actors.outbox)."""
+        self._watch_gateways_once()
+        return await self.outboxes.poll(gateway, epoch, cursor, wait)
+
+    def _watch_gateways_once(self) -> None:
+        if self._gateway_watch is None:
+            self._gateway_watch = spawn(self._watch_gateways(), f"{self.name}: watching gateways")
+
+    async def _watch_gateways(self) -> None:
+        while True:
+            await asyncio.sleep(GATEWAY_TIMEOUT / 3)
+            for gateway in self.outboxes.silent_since(GATEWAY_TIMEOUT):
+                log.warning("%s: gateway %s stopped polling; ending its sessions", self.name, gateway)
+                for participant in self.hosted(Participant):
+                    spawn(participant.gateway_lost(gateway), f"{participant!r}: losing {gateway}")
 
     async def add_participant(self, room: str, sid: str, identity: str) -> None:
         if sid in self._peers:

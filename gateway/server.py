@@ -9,7 +9,7 @@ from types import FrameType
 import ray
 import uvicorn
 
-from actors import logs
+from actors import logs, registry
 from actors.naming import NAMESPACE, media_actor
 from actors.placement import node_label
 from actors.worker import create_media_worker
@@ -48,6 +48,7 @@ def start_media_workers(config: ServerConfig) -> list[str]:
     names = [media_actor(node_label(node_id), i) for i in range(count)]
     handles = [create_media_worker(name, config.media, node_id) for name in names]
     ray.get([h.ready.remote() for h in handles])
+    ray.get(registry.registry().rooms.remote())  # the cluster's room registry, started by the first node
     return names
 
 
@@ -121,7 +122,7 @@ def serve(config: ServerConfig) -> int:
     dashboard = start_ray(config)
     workers = start_media_workers(config)
     log.info("media workers: %s", ", ".join(workers))
-    sessions = Sessions()
+    sessions = Sessions(node_label(ray.get_runtime_context().get_node_id()))
     app = create_app(config, sessions)
     server = GatewayServer(
         uvicorn.Config(

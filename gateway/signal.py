@@ -1,8 +1,9 @@
-"""The `/rtc` WebSocket: LiveKit's protobuf signalling, turned into Participant actor calls.
+"""The `/rtc` WebSocket: LiveKit's protobuf signalling, turned into messages to the session's Participant.
 
-The gateway stays stateless about rooms: it authenticates, seats the session through the Room actor, then
-pumps client requests into the Participant (numbered, so the actor can restore their order) and the
-Participant's outbox back to the client. Pings are answered here, without a Ray call.
+The gateway stays stateless about rooms: it authenticates, seats the session through the Room, then
+passes client requests to the Participant (numbered, so that it can restore their order) and the
+Participant's messages back to the client, both through the links to the Participant's host
+(gateway.links). Pings are answered here, without a Ray call.
 """
 
 import asyncio
@@ -10,16 +11,16 @@ import logging
 import time
 from typing import Any
 
-import ray
 from google.protobuf.message import DecodeError
 from livekit.protocol import models, rtc
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from actors import limits
-from actors.errors import LimitExceededError, RaysfuError, unwrap
+from actors import ids, limits
+from actors.errors import ActorGone, LimitExceededError, RaysfuError, unwrap
 from actors.participant import JoinParams
-from actors.room import Joined, get_or_create_room
+from actors.registry import open_room
+from actors.room import Joined
 from gateway.auth import (
     AuthError,
     Claims,
@@ -29,15 +30,15 @@ from gateway.auth import (
     verify_token,
 )
 from gateway.config import ServerConfig
+from gateway.links import HostLinks
 from gateway.retry import retry_while_closing
 
 log = logging.getLogger(__name__)
 
-POLL_TIMEOUT = 10.0
 KINDS = {"standard": 0, "ingress": 1, "egress": 2, "sip": 3, "agent": 4}
 
 
-def join_params(claims: Claims, query: Any) -> JoinParams:
+def join_params(claims: Claims, query: Any, sid: str = "", gateway: str = "") -> JoinParams:
     return JoinParams(
         identity=claims.identity,
         name=claims.name,
@@ -48,6 +49,8 @@ def join_params(claims: Claims, query: Any) -> JoinParams:
         client_protocol=int(query.get("client_protocol", "0") or 0),
         auto_subscribe=query.get("auto_subscribe", "1") not in ("0", "false"),
         sdk=str(query.get("sdk", "")),
+        sid=sid,
+        gateway=gateway,
     )
 
 
@@ -55,20 +58,20 @@ async def seat(config: ServerConfig, room: str, params: JoinParams) -> Joined:
     """Join `room`, creating it if needed (waiting while a closing room still holds the name)."""
 
     async def join(handle: Any) -> Joined:
-        joined: Joined = await handle.join.remote(params)
+        joined: Joined = await handle.call("join", params)
         return joined
 
-    return await retry_while_closing(room, lambda: get_or_create_room(room, config.room, config.media), join)
+    return await retry_while_closing(room, lambda: open_room(room, config.room, config.media), join)
 
 
 class Session:
     """One client's WebSocket, from accept to close."""
 
-    def __init__(self, ws: WebSocket, joined: Joined, label: str) -> None:
+    def __init__(self, ws: WebSocket, links: HostLinks, label: str) -> None:
         self._ws = ws
-        self._participant = joined.participant
-        self._join_response = joined.response
+        self._links = links
         self._label = label
+        self._outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._send_lock = asyncio.Lock()
         self._seq = 0
         self._closing = False
@@ -77,10 +80,22 @@ class Session:
     def __repr__(self) -> str:
         return f"Session({self._label})"
 
-    async def run(self) -> None:
+    def deliver(self, data: bytes | None) -> None:
+        self._outgoing.put_nowait(data)
+
+    def host_lost(self) -> None:
+        """The Participant's media worker died: the client must rejoin (it is placed elsewhere)."""
+        leave = rtc.LeaveRequest(
+            reason=models.DisconnectReason.STATE_MISMATCH, action=rtc.LeaveRequest.DISCONNECT
+        )
+        self._outgoing.put_nowait(rtc.SignalResponse(leave=leave).SerializeToString())
+        self._outgoing.put_nowait(None)
+
+    async def run(self, joined: Joined) -> None:
         """Accept, send the JoinResponse, then relay until either side ends; the seated session ends with
         the socket, including when the client gave up while its join was being seated (an SDK's join
         timeout on a loaded server): accepting then fails, and a session nobody holds must not stay."""
+        self._participant = joined.participant
         reason = models.DisconnectReason.SIGNAL_CLOSE
         pump: asyncio.Task[None] | None = None
         try:
@@ -90,8 +105,8 @@ class Session:
                 log.info("%s: the client left before its join was answered", self)
                 reason = models.DisconnectReason.JOIN_FAILURE
                 return
-            await self._send(self._join_response)
-            self._participant.start.remote()
+            await self._send(joined.response)
+            self._participant.tell("start")
             pump = asyncio.get_running_loop().create_task(self._pump())
             while not self._closing:
                 message = await self._ws.receive()
@@ -105,10 +120,7 @@ class Session:
             if pump is not None:
                 pump.cancel()
             if not self._closing:
-                try:
-                    await self._participant.close.remote(reason, False)
-                except ray.exceptions.RayActorError:
-                    pass
+                await self._end(reason)
 
     async def leave(self, reason: models.DisconnectReason) -> None:
         """Server-initiated end (shutdown): tell the client, end the session, close the socket."""
@@ -117,11 +129,14 @@ class Session:
         self._closing = True
         leave = rtc.LeaveRequest(reason=reason, action=rtc.LeaveRequest.DISCONNECT)
         await self._send(rtc.SignalResponse(leave=leave).SerializeToString())
-        try:
-            await self._participant.close.remote(reason, False)
-        except ray.exceptions.RayActorError:
-            pass
+        await self._end(reason)
         await self._close(1001)
+
+    async def _end(self, reason: models.DisconnectReason) -> None:
+        try:
+            await self._participant.call("close", reason, False)
+        except ActorGone:
+            pass
 
     async def _on_frame(self, message: Any) -> str | None:
         data = message.get("bytes")
@@ -146,32 +161,16 @@ class Session:
         elif kind is None:
             self._refuse("unknown", "SignalRequest without a known message")
         else:
-            self._participant.signal.remote(self._seq, req)
+            self._links.signal(self._participant, self._seq, req)
             self._seq += 1
         return kind
 
     async def _pump(self) -> None:
-        """The Participant's outbox to the client, one long-poll at a time (which keeps the order)."""
-        cursor = 0
-        try:
-            while True:
-                poll = await self._participant.poll.remote(cursor, POLL_TIMEOUT)
-                for data in poll.messages:
-                    await self._send(data)
-                cursor = poll.cursor
-                if poll.closed:
-                    self._closing = True
-                    await self._participant.poll.remote(cursor, 0)  # acknowledge: all was delivered
-                    await self._close(1000)
-                    return
-        except ray.exceptions.RayActorError:
-            log.warning("%s: participant actor is gone, closing the session", self)
-            self._closing = True
-            leave = rtc.LeaveRequest(
-                reason=models.DisconnectReason.STATE_MISMATCH, action=rtc.LeaveRequest.DISCONNECT
-            )
-            await self._send(rtc.SignalResponse(leave=leave).SerializeToString())
-            await self._close(1011)
+        """The Participant's messages to the client, in order, until the session ends (a None)."""
+        while (data := await self._outgoing.get()) is not None:
+            await self._send(data)
+        self._closing = True
+        await self._close(1000)
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
@@ -202,8 +201,9 @@ class Session:
 class Sessions:
     """The sessions this gateway holds, so that a shutdown can tell every client."""
 
-    def __init__(self) -> None:
+    def __init__(self, node: str = "local") -> None:
         self._active: set[Session] = set()
+        self.links = HostLinks(node)
 
     def __len__(self) -> int:
         return len(self._active)
@@ -233,16 +233,22 @@ class Sessions:
             await ws.send_bytes(rtc.SignalResponse(leave=leave).SerializeToString())
             await ws.close()
             return
+        sid = ids.participant_sid()
+        session = Session(ws, self.links, f"{room}/{claims.identity} {sid}")
+        self.links.register(sid, session)  # before the join: the participant's first messages follow it
         try:
-            joined = await seat(config, room, join_params(claims, ws.query_params))
-        except (LimitExceededError, RaysfuError) as exc:
-            status = 429 if isinstance(exc, LimitExceededError) else 503
-            log.warning("join of %s to %s refused: %s", claims.identity, room, unwrap(exc))
-            await ws.send_denial_response(PlainTextResponse(str(unwrap(exc)), status_code=status))
-            return
-        session = Session(ws, joined, f"{room}/{claims.identity} {joined.sid}")
-        self._active.add(session)
-        try:
-            await session.run()
+            try:
+                joined = await seat(
+                    config, room, join_params(claims, ws.query_params, sid, self.links.gateway)
+                )
+            except (LimitExceededError, RaysfuError) as exc:
+                status = 429 if isinstance(exc, LimitExceededError) else 503
+                log.warning("join of %s to %s refused: %s", claims.identity, room, unwrap(exc))
+                await ws.send_denial_response(PlainTextResponse(str(unwrap(exc)), status_code=status))
+                return
+            self.links.attach(joined.participant)
+            self._active.add(session)
+            await session.run(joined)
         finally:
             self._active.discard(session)
+            self.links.unregister(sid)

@@ -2,11 +2,11 @@
 
 Requests are protobuf (what livekit-api sends) or Twirp JSON; the answer uses the request's encoding, and
 errors are always Twirp JSON `{"code", "msg"}`. Each method checks the grant LiveKit checks, then calls the
-Room actor. A refused grant is answered as LiveKit answers it: code `unauthenticated` (HTTP 401), message
-"permissions denied: ..." (LiveKit's twirpAuthError), so clients written against LiveKit see the same error.
+Room (found through actors.registry). A refused grant is answered as LiveKit answers it: code
+`unauthenticated` (HTTP 401), message "permissions denied: ..." (LiveKit's twirpAuthError), so clients
+written against LiveKit see the same error.
 """
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -16,12 +16,12 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from livekit.protocol import models
 from livekit.protocol import room as room_pb
-from ray.exceptions import RayActorError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from actors import limits
+from actors.errors import ActorGone
 from actors.settings import MediaSettings, RoomSettings
 from gateway import auth
 from gateway.config import ServerConfig
@@ -39,13 +39,14 @@ AUTH_CODES = {401: "unauthenticated", 403: "permission_denied"}
 
 
 class RoomBackend(Protocol):
-    """What the handlers need from actors.room (the module itself is the default; tests pass a fake)."""
+    """What the handlers need from actors.registry (the module itself is the default; tests pass a fake).
+    A room is reached through its ActorRef: `await ref.call("method", *args)`."""
 
-    def get_or_create_room(
+    async def open_room(
         self, name: str, settings: RoomSettings, media: MediaSettings, metadata: str = ""
     ) -> Any: ...
 
-    def lookup_room(self, name: str) -> Any: ...
+    async def lookup_room(self, name: str) -> Any: ...
 
     async def list_rooms(self, names: list[str] | None = None) -> list[models.Room]: ...
 
@@ -59,8 +60,8 @@ class Call:
     claims: auth.Claims
 
     async def room(self, name: str) -> Any:
-        """The room's actor handle; not_found when there is no such room."""
-        handle = await asyncio.to_thread(self.backend.lookup_room, name)  # ray.get_actor blocks
+        """The room's ActorRef; not_found when there is no such room."""
+        handle = await self.backend.lookup_room(name)
         if handle is None:
             raise TwirpError("not_found", "requested room does not exist")
         return handle
@@ -92,12 +93,12 @@ async def create_room(call: Call, req: room_pb.CreateRoomRequest) -> Message:
     settings = replace(call.config.room, **overrides)
 
     async def info(handle: Any) -> Message:
-        room: Message = await handle.info.remote()
+        room: Message = await handle.call("info")
         return room
 
     return await retry_while_closing(
         req.name,
-        lambda: call.backend.get_or_create_room(req.name, settings, call.config.media, req.metadata),
+        lambda: call.backend.open_room(req.name, settings, call.config.media, req.metadata),
         info,
     )
 
@@ -112,29 +113,29 @@ async def delete_room(call: Call, req: room_pb.DeleteRoomRequest) -> Message:
     auth.check_room_create(call.claims)
     handle = await call.room(req.room)
     try:
-        await handle.delete.remote()
-    except RayActorError:
-        pass  # an empty room ends its actor as soon as it has closed, which can beat its answer: it is gone
+        await handle.call("delete")
+    except ActorGone:
+        pass  # it closed (and left its host) between the lookup and the call
     return room_pb.DeleteRoomResponse()
 
 
 async def list_participants(call: Call, req: room_pb.ListParticipantsRequest) -> Message:
     auth.check_room_admin(call.claims, req.room)
-    handle = await asyncio.to_thread(call.backend.lookup_room, req.room)
+    handle = await call.backend.lookup_room(req.room)
     # LiveKit lists no participants, rather than not_found, for a room that does not exist.
-    participants = [] if handle is None else await handle.list_participants.remote()
+    participants = [] if handle is None else await handle.call("list_participants")
     return room_pb.ListParticipantsResponse(participants=participants)
 
 
 async def get_participant(call: Call, req: room_pb.RoomParticipantIdentity) -> Message:
     auth.check_room_admin(call.claims, req.room)
-    info: Message = await (await call.room(req.room)).get_participant.remote(req.identity)
+    info: Message = await (await call.room(req.room)).call("get_participant", req.identity)
     return info
 
 
 async def remove_participant(call: Call, req: room_pb.RoomParticipantIdentity) -> Message:
     auth.check_room_admin(call.claims, req.room)
-    await (await call.room(req.room)).remove_participant.remote(req.identity)
+    await (await call.room(req.room)).call("remove_participant", req.identity)
     return room_pb.RemoveParticipantResponse()
 
 
@@ -144,7 +145,8 @@ async def update_participant(call: Call, req: room_pb.UpdateParticipantRequest) 
     attributes = dict(req.attributes)
     _check_fields(req.name, req.metadata, attributes)
     handle = await call.room(req.room)
-    info: Message = await handle.update_participant.remote(
+    info: Message = await handle.call(
+        "update_participant",
         req.identity,
         metadata=req.metadata or None,
         name=req.name or None,
@@ -157,7 +159,7 @@ async def update_participant(call: Call, req: room_pb.UpdateParticipantRequest) 
 async def update_room_metadata(call: Call, req: room_pb.UpdateRoomMetadataRequest) -> Message:
     auth.check_room_admin(call.claims, req.room)
     _check_fields(metadata=req.metadata)
-    info: Message = await (await call.room(req.room)).update_metadata.remote(req.metadata)
+    info: Message = await (await call.room(req.room)).call("update_metadata", req.metadata)
     return info
 
 
@@ -183,7 +185,8 @@ async def send_data(call: Call, req: room_pb.SendDataRequest) -> Message:
     packet = data_packet(req).SerializeToString()
     if len(packet) > limits.MAX_DATA_PACKET:
         raise TwirpError("invalid_argument", f"data packet is larger than {limits.MAX_DATA_PACKET} bytes")
-    await (await call.room(req.room)).send_data.remote(
+    await (await call.room(req.room)).call(
+        "send_data",
         packet,
         req.kind == models.DataPacket.RELIABLE,
         list(req.destination_sids),
@@ -195,14 +198,14 @@ async def send_data(call: Call, req: room_pb.SendDataRequest) -> Message:
 async def mute_published_track(call: Call, req: room_pb.MuteRoomTrackRequest) -> Message:
     auth.check_room_admin(call.claims, req.room)
     handle = await call.room(req.room)
-    track = await handle.mute_published_track.remote(req.identity, req.track_sid, req.muted)
+    track = await handle.call("mute_published_track", req.identity, req.track_sid, req.muted)
     return room_pb.MuteRoomTrackResponse(track=track)
 
 
 async def update_subscriptions(call: Call, req: room_pb.UpdateSubscriptionsRequest) -> Message:
     auth.check_room_admin(call.claims, req.room)
     track_sids = list(req.track_sids) + [sid for pt in req.participant_tracks for sid in pt.track_sids]
-    await (await call.room(req.room)).update_subscriptions.remote(req.identity, track_sids, req.subscribe)
+    await (await call.room(req.room)).call("update_subscriptions", req.identity, track_sids, req.subscribe)
     return room_pb.UpdateSubscriptionsResponse()
 
 
@@ -264,10 +267,11 @@ def _failure(exc: Exception) -> TwirpError:
         return exc
     if isinstance(exc, auth.AuthError):
         return TwirpError(AUTH_CODES.get(exc.status, "unauthenticated"), exc.reason)
-    if (found := actor_error(exc)) is not None:
-        return twirp_error(found)
-    if isinstance(exc, RayActorError):  # the room closed between the lookup and the call
+    found = actor_error(exc)
+    if isinstance(found, ActorGone):  # the room closed between the lookup and the call
         return TwirpError("not_found", "requested room does not exist")
+    if found is not None:
+        return twirp_error(found)
     log.exception("RoomService call failed")
     return TwirpError("internal", "internal error")
 
@@ -299,11 +303,11 @@ def _error(exc: TwirpError) -> Response:
 
 
 def routes(config: ServerConfig, backend: RoomBackend | None = None) -> list[BaseRoute]:
-    """The Twirp routes; `backend` defaults to the Room actors (actors.room)."""
+    """The Twirp routes; `backend` defaults to the rooms' registry (actors.registry)."""
     if backend is None:
-        from actors import room as room_actors  # imports the actor tree; deferred so tests can fake it
+        from actors import registry  # imports the actor tree; deferred so tests can fake it
 
-        backend = room_actors
+        backend = registry
 
     async def endpoint(request: Request) -> Response:
         return await _handle(request, config, backend)

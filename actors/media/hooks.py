@@ -76,6 +76,7 @@ from actors.media import rtp
 from actors.media.codecs import DYNAMIC_PAYLOAD_TYPES, EXTRA_VIDEO_CODECS
 from actors.media.ratelog import RateLimitedLog
 from actors.media.rtcp import NackTracker
+from actors.tasks import spawn
 
 log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
@@ -346,25 +347,6 @@ def tap_transport(transport: RTCDtlsTransport) -> None:
 def _handler_error(e: Exception) -> None:
     counters["rtp_handler_errors"] += 1
     _ratelog.warning("rtp_handler", "RTP packet dropped on an error: %r", e)
-
-
-_spawned: set["asyncio.Future[None]"] = set()
-
-
-def spawn(work: Awaitable[None], what: str) -> None:
-    """Run what the synchronous media path cannot await (an RTCP send, a keyframe request, a send through a
-    TURN relay) as a task, held until done; tasks run in creation order. A failure is counted and logged
-    (as `what` failed), never raised."""
-    task = asyncio.ensure_future(work)
-    _spawned.add(task)
-
-    def done(task: "asyncio.Future[None]") -> None:
-        _spawned.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            counters["task_errors"] += 1
-            _ratelog.warning("task", "%s failed: %r", what, task.exception())
-
-    task.add_done_callback(done)
 
 
 # ----- receiving: the tap receiver -------------------------------------------------------------------------

@@ -15,8 +15,9 @@ from livekit.protocol import rtc
 
 from actors.errors import CandidateError, NotFoundError, SdpError
 from actors.media.data import DATA_LABELS, LOSSY_LABEL, RELIABLE_LABEL
-from actors.media.hooks import spawn, start_transceivers
+from actors.media.hooks import start_transceivers
 from actors.media.sdp import check_sdp
+from actors.tasks import spawn
 
 log = logging.getLogger(__name__)
 

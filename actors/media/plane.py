@@ -15,6 +15,7 @@ from typing import Any
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 from aiortc.rtcrtpsender import RTCRtpSender
 
+from actors import tasks
 from actors.errors import NotFoundError
 from actors.media import hooks
 from actors.media.codecs import codec_key
@@ -26,6 +27,7 @@ from actors.media.rtcp import REMB_CEILING, remb_target
 from actors.media.rtp import REPAIRED_RID_URI, RID_URI
 from actors.media.sdp import OfferSection, accept_simulcast, offer_sections
 from actors.media.uptrack import CodecInfo, TrackParams, UpTrack
+from actors.tasks import spawn
 
 log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
@@ -276,7 +278,7 @@ class MediaPlane:
             self.counters["relay_dropped_unexpected"] += 1
             _ratelog.warning("keyframe", "keyframe request for %s from %s not expected", track_sid, source)
             return
-        hooks.spawn(up.request_keyframe(rid), f"{track_sid}: keyframe request from {source}")
+        spawn(up.request_keyframe(rid), f"{track_sid}: keyframe request from {source}")
 
     # ----- subscribing -----
 
@@ -379,6 +381,6 @@ class MediaPlane:
     def stats(self) -> dict[str, Any]:
         return {
             "tracks": {sid: up.stats() for sid, up in self.ups.items()},
-            "drops": dict(hooks.counters),
+            "drops": dict(hooks.counters) | dict(tasks.errors),
             "relay": dict(self.counters),
         }

@@ -15,6 +15,7 @@ from actors.media import hooks, rtp
 from actors.media.codecs import keyframe_detector, vp8_resolution
 from actors.media.ratelog import RateLimitedLog
 from actors.media.rtcp import KEYFRAME_INTERVAL, RateLimiter
+from actors.tasks import spawn
 
 if TYPE_CHECKING:
     from actors.media.downtrack import DownTrack
@@ -186,7 +187,7 @@ class UpTrack:
         """`request_keyframe` from the hot path: rate-limited now, the request itself sent by a task."""
         request = self._keyframe_request(rid)
         if request is not None:
-            hooks.spawn(request, f"{self!r}: keyframe request")
+            spawn(request, f"{self!r}: keyframe request")
 
     def _keyframe_request(self, rid: str | None) -> Awaitable[None] | None:
         if self.kind != "video" or self.closed or self.muted:

@@ -6,7 +6,6 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, MutableMapping
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -16,11 +15,11 @@ from google.protobuf.message import Message
 from livekit import api
 from livekit.protocol import models
 from livekit.protocol import room as room_pb
-from ray.exceptions import ActorDiedError, RayActorError, RayTaskError
+from ray.exceptions import RayTaskError
 from starlette.applications import Starlette
 
 from actors import limits
-from actors.errors import LimitExceededError, NotFoundError, RoomClosedError
+from actors.errors import ActorGone, LimitExceededError, NotFoundError, RoomClosedError
 from actors.settings import MediaSettings, RoomSettings
 from gateway import twirp
 from gateway.config import ServerConfig
@@ -41,8 +40,8 @@ class FakeRoom:
     updates: list[dict[str, Any]] = field(default_factory=list)
     subscriptions: list[tuple[str, list[str], bool]] = field(default_factory=list)
     deleted: bool = False
-    closing: bool = False  # refuses calls, as a Room does between closing and its actor's end
-    ends_on_delete: bool = False  # the actor's end beats its answer to DeleteRoom
+    closing: bool = False  # refuses calls, as a Room does between closing and leaving its host
+    ends_on_delete: bool = False  # the room left its host before the DeleteRoom reached it
 
     def add(self, identity: str) -> models.ParticipantInfo:
         info = models.ParticipantInfo(sid=f"PA_{identity}", identity=identity)
@@ -102,7 +101,7 @@ class FakeRoom:
     async def delete(self) -> None:
         self.deleted = True
         if self.ends_on_delete:
-            raise ActorDiedError()  # as Ray raises it: not wrapped in a RayTaskError
+            raise ActorGone(f"{self.info_.sid} is not on media:test/0")
 
     async def mute_published_track(self, identity: str, track_sid: str, muted: bool) -> models.TrackInfo:
         self._get(identity)
@@ -113,26 +112,19 @@ class FakeRoom:
         self.subscriptions.append((identity, track_sids, subscribe))
 
 
-def _remote(fn: Callable[..., Coroutine[Any, Any, Any]]) -> SimpleNamespace:
-    """`fn` called as `handle.fn.remote(...)`, its errors wrapped as Ray wraps an actor's errors."""
-
-    async def call(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return await fn(*args, **kwargs)
-        except RayActorError:
-            raise
-        except Exception as exc:
-            raise RayTaskError(fn.__name__, "Traceback (fake)", exc).as_instanceof_cause() from None
-
-    return SimpleNamespace(remote=call)
-
-
 class FakeHandle:
+    """A room's ActorRef: `call` reaches the room from another process, its errors wrapped as Ray wraps
+    the errors of the host's `deliver`."""
+
     def __init__(self, room: FakeRoom) -> None:
         self.room = room
 
-    def __getattr__(self, name: str) -> SimpleNamespace:
-        return _remote(getattr(self.room, name))
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        fn: Callable[..., Coroutine[Any, Any, Any]] = getattr(self.room, method)
+        try:
+            return await fn(*args, **kwargs)
+        except Exception as exc:
+            raise RayTaskError("deliver", "Traceback (fake)", exc).as_instanceof_cause() from None
 
 
 class FakeBackend:
@@ -140,9 +132,13 @@ class FakeBackend:
         self.rooms: dict[str, FakeRoom] = {}
         self.created: list[tuple[str, RoomSettings, str]] = []
 
-    def get_or_create_room(
+    async def open_room(
         self, name: str, settings: RoomSettings, media: MediaSettings, metadata: str = ""
     ) -> FakeHandle:
+        return self.add_room(name, settings, metadata)
+
+    def add_room(self, name: str, settings: RoomSettings | None = None, metadata: str = "") -> FakeHandle:
+        settings = settings or RoomSettings()
         if name not in self.rooms:
             self.created.append((name, settings, metadata))
             self.rooms[name] = FakeRoom(
@@ -157,7 +153,7 @@ class FakeBackend:
             )
         return FakeHandle(self.rooms[name])
 
-    def lookup_room(self, name: str) -> FakeHandle | None:
+    async def lookup_room(self, name: str) -> FakeHandle | None:
         return FakeHandle(self.rooms[name]) if name in self.rooms else None
 
     async def list_rooms(self, names: list[str] | None = None) -> list[models.Room]:
@@ -249,7 +245,7 @@ def app(backend: FakeBackend) -> Client:
 @pytest.fixture
 def backend() -> FakeBackend:
     fake = FakeBackend()
-    fake.get_or_create_room("r1", RoomSettings(), MediaSettings()).room.add("alice")
+    fake.add_room("r1").room.add("alice")
     fake.created.clear()
     return fake
 
@@ -297,7 +293,7 @@ def test_create_room_refusals(client: Client) -> None:
 
 
 def test_list_rooms_with_names_filter(client: Client, backend: FakeBackend) -> None:
-    backend.get_or_create_room("r2", RoomSettings(), MediaSettings())
+    backend.add_room("r2")
     everything = call(
         client, "ListRooms", room_pb.ListRoomsRequest(), room_pb.ListRoomsResponse, room_list=True
     )

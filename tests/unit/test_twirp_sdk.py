@@ -12,7 +12,6 @@ from livekit.protocol import models
 from livekit.protocol import room as room_pb
 from starlette.applications import Starlette
 
-from actors.settings import MediaSettings, RoomSettings
 from gateway import twirp
 from tests.unit.test_twirp import CONFIG, FakeBackend
 
@@ -78,7 +77,7 @@ async def test_room_lifecycle_through_the_sdk(lkapi: api.LiveKitAPI, backend: Fa
 
 
 async def test_errors_through_the_sdk(url: str, lkapi: api.LiveKitAPI, backend: FakeBackend) -> None:
-    backend.get_or_create_room("known", RoomSettings(), MediaSettings())
+    backend.add_room("known")
     with pytest.raises(api.ServerError) as info:
         await lkapi.room.get_participant(api.RoomParticipantIdentity(room="known", identity="ghost"))
     assert (info.value.code, info.value.status) == ("not_found", 404)

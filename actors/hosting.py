@@ -1,0 +1,181 @@
+"""Logical actors hosted many per process: the addresses they are reached by, and the host that runs them.
+
+Ray gives every Ray actor its own process (~40-100 MB, ~8 ms of CPU per second idle, ~1 s to start), so
+rooms, participants and track forwarders are not Ray actors: they are objects hosted by the MediaWorkers
+(a fixed set of Ray actors, one per core per node). Each keeps its own state and changes only by handling
+messages; where order matters it sequences them itself (a SequencedInbox), as a Ray actor would have to.
+
+A message to an actor is a call of one of its public coroutine methods, through its `ActorRef`:
+- on the same host, an enqueue on the host's event loop (a task), no Ray call;
+- on another host, one Ray call to that host's `deliver`, named after the target
+  (`participant:<room>/<identity>.<method>`), so the Ray dashboard's Tasks view and
+  `ray.util.state.list_tasks()` show each room, participant and track at work.
+
+A host's death takes all its actors with it. Hosts watch the hosts their actors talk to (one pending call
+each, `hold`, that fails when the host dies) and tell their own actors (`worker_lost`).
+"""
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+from ray.actor import ActorHandle
+from ray.exceptions import RayActorError
+
+from actors.errors import ActorGone
+from actors.naming import NAMESPACE
+from actors.tasks import spawn
+
+log = logging.getLogger(__name__)
+
+# The host running in this process (a MediaWorker), or None (a gateway, a driver).
+_local: "Host | None" = None
+_handles: dict[str, ActorHandle[Any]] = {}
+
+
+def worker_handle(name: str) -> ActorHandle[Any]:
+    """The Ray handle of a named host (cached: the lookup is a blocking GCS request)."""
+    handle = _handles.get(name)
+    if handle is None:
+        handle = ray.get_actor(name, namespace=NAMESPACE)
+        _handles[name] = handle
+    return handle
+
+
+def forget_handle(name: str) -> None:
+    _handles.pop(name, None)
+
+
+def local_host() -> "Host | None":
+    return _local
+
+
+@dataclass(frozen=True)
+class ActorRef:
+    """Where a hosted actor lives: its host (a MediaWorker's actor name) and its address there."""
+
+    host: str
+    address: str  # unique on its host: the actor's sid
+    label: str  # `room:<room>`, `participant:<room>/<identity>`, `track:<room>/<TR_sid>`
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        """Send `method(*args, **kwargs)`; await the result for its answer. ActorGone if the actor (or its
+        host) is gone."""
+        host = _local
+        if host is not None and host.name == self.host:
+            return asyncio.ensure_future(host.dispatch(self.address, method, args, kwargs))
+        return call_worker(
+            self.host, "deliver", self.address, method, args, kwargs, task=f"{self.label}.{method}"
+        )
+
+    def tell(self, method: str, *args: Any) -> None:
+        """Send `method(*args)` without waiting; a failure is logged (rate-limited), not raised."""
+        spawn(self.call(method, *args), f"{self.label}.{method}")
+
+    def __str__(self) -> str:
+        return self.label
+
+
+def call_worker(worker: str, method: str, *args: Any, task: str) -> Awaitable[Any]:
+    """Call a host's own method (`task` names the call in the Ray dashboard); ActorGone if it died."""
+    host = _local
+    if host is not None and host.name == worker:
+        work: Awaitable[Any] = getattr(host, method)(*args)
+        return asyncio.ensure_future(work)
+    try:
+        ref = getattr(worker_handle(worker), method).options(name=task).remote(*args)
+    except ValueError as exc:  # no such named actor
+        return _failed(ActorGone(f"{worker} is gone ({task})"), exc)
+    return _remote(worker, ref, task)
+
+
+async def _failed(exc: ActorGone, cause: BaseException) -> Any:
+    raise exc from cause
+
+
+async def _remote(worker: str, ref: Any, task: str) -> Any:
+    try:
+        return await ref
+    except RayActorError as exc:
+        forget_handle(worker)
+        raise ActorGone(f"{worker} is gone ({task})") from exc
+
+
+def watch(worker: str, on_lost: Callable[[str], None], task: str) -> "asyncio.Future[object]":
+    """Call `on_lost(worker)` when the named host dies (one pending `hold` call, which fails then)."""
+
+    async def wait() -> None:
+        try:
+            await call_worker(worker, "hold", task=task)
+        except ActorGone:
+            pass
+        on_lost(worker)
+
+    return spawn(wait(), f"{task}: watching {worker}")
+
+
+class Host:
+    """What a MediaWorker does as the host of logical actors."""
+
+    def __init__(self, name: str) -> None:
+        global _local
+        self.name = name
+        self._actors: dict[str, Any] = {}
+        self._watched: dict[str, asyncio.Future[object]] = {}
+        self._held = asyncio.Event()  # never set: `hold` waits on it until this host dies
+        self._lost: set[str] = set()
+        _local = self
+
+    def add(self, address: str, actor: Any) -> None:
+        self._actors[address] = actor
+
+    def remove(self, address: str) -> None:
+        self._actors.pop(address, None)
+
+    def hosted(self, kind: type[Any]) -> list[Any]:
+        return [a for a in self._actors.values() if isinstance(a, kind)]
+
+    def actor(self, address: str) -> Any:
+        actor = self._actors.get(address)
+        if actor is None:
+            raise ActorGone(f"{address} is not on {self.name}")
+        return actor
+
+    async def dispatch(
+        self, address: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        if method.startswith("_"):
+            raise ActorGone(f"{address} has no message {method}")
+        handler: Callable[..., Awaitable[Any]] = getattr(self.actor(address), method)
+        return await handler(*args, **(kwargs or {}))
+
+    async def deliver(
+        self, address: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        """A message from another process (see ActorRef.call)."""
+        return await self.dispatch(address, method, args, kwargs)
+
+    async def hold(self) -> None:
+        """Pending until this host dies: how other hosts and gateways notice its death (see `watch`)."""
+        await self._held.wait()
+
+    def watch(self, worker: str) -> None:
+        """Tell this host's actors (`worker_lost`) when `worker` dies; once per worker."""
+        if worker == self.name or worker in self._watched or worker in self._lost:
+            return
+        self._watched[worker] = watch(worker, self._worker_lost, f"{self.name}.watch")
+
+    def _worker_lost(self, worker: str) -> None:
+        self._watched.pop(worker, None)
+        self._lost.add(worker)
+        log.warning("%s: media worker %s is gone", self.name, worker)
+        for actor in list(self._actors.values()):
+            lost = getattr(actor, "worker_lost", None)
+            if lost is not None:
+                spawn(lost(worker), f"{actor!r}: losing {worker}")
+
+    def is_lost(self, worker: str) -> bool:
+        return worker in self._lost

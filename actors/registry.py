@@ -1,0 +1,146 @@
+"""Where each open room lives: the one RoomRegistry Ray actor of a cluster, `rooms`.
+
+A Room is hosted by one MediaWorker, its home (see actors.hosting). Finding it takes one call to this
+registry, which also makes opening a room atomic: two first joins of a room that arrive together get
+the same room. The registry holds nothing that the workers do not hold too: started again (Ray restarts it,
+on any node, when its process or node dies), it asks every worker which rooms it hosts. When a worker dies,
+its rooms are forgotten; their surviving participants open the room again (see actors.room).
+"""
+
+import asyncio
+import logging
+from typing import Any
+
+import ray
+from livekit.protocol import models
+
+from actors import placement
+from actors.errors import ActorGone
+from actors.hosting import ActorRef, call_worker, watch
+from actors.settings import MediaSettings, RoomSettings
+
+log = logging.getLogger(__name__)
+
+REGISTRY = "rooms"
+
+
+class RoomRegistry:
+    def __init__(self) -> None:
+        self._rooms: dict[str, ActorRef] = {}
+        self._opening: dict[str, asyncio.Lock] = {}
+        self._watched: set[str] = set()
+        self._ready = asyncio.Event()
+        self._rebuild = asyncio.get_running_loop().create_task(self._rebuild_from_workers())
+
+    def __repr__(self) -> str:
+        return "RoomRegistry"
+
+    async def open(
+        self, name: str, settings: RoomSettings, media: MediaSettings, metadata: str = ""
+    ) -> ActorRef:
+        """The open room `name`, created on the least-loaded worker if there is none."""
+        await self._ready.wait()
+        lock = self._opening.setdefault(name, asyncio.Lock())
+        async with lock:
+            existing = self._rooms.get(name)
+            if existing is not None:
+                return existing
+            workers = await placement.live_workers()
+            loads = await placement.worker_loads(workers)
+            home = placement.choose_worker(loads, {}, media.participants_per_worker)
+            ref: ActorRef = await call_worker(
+                home, "host_room", name, settings, media, metadata, task=f"room:{name}.open"
+            )
+            self._add(name, ref)
+        if not lock.locked():
+            self._opening.pop(name, None)
+        return ref
+
+    async def lookup(self, name: str) -> ActorRef | None:
+        await self._ready.wait()
+        return self._rooms.get(name)
+
+    async def rooms(self, names: list[str] | None = None) -> list[ActorRef]:
+        await self._ready.wait()
+        return [ref for name, ref in sorted(self._rooms.items()) if not names or name in names]
+
+    async def release(self, name: str, ref: ActorRef) -> None:
+        """The room closed: the name is free for a new room (a later join or CreateRoom opens one)."""
+        if self._rooms.get(name) == ref:
+            del self._rooms[name]
+
+    async def rehome(self, name: str, ref: ActorRef) -> ActorRef:
+        """A room rebuilt on a surviving worker after its home died; the first rebuild of a name wins."""
+        current = self._rooms.get(name)
+        if current is not None and current != ref:
+            return current
+        self._add(name, ref)
+        return ref
+
+    def _add(self, name: str, ref: ActorRef) -> None:
+        self._rooms[name] = ref
+        if ref.host not in self._watched:
+            self._watched.add(ref.host)
+            watch(ref.host, self._worker_lost, "rooms.watch")
+
+    def _worker_lost(self, worker: str) -> None:
+        self._watched.discard(worker)
+        lost = [name for name, ref in self._rooms.items() if ref.host == worker]
+        for name in lost:
+            del self._rooms[name]
+        if lost:
+            log.warning("rooms %s were homed on %s, which is gone", ", ".join(lost), worker)
+
+    async def _rebuild_from_workers(self) -> None:
+        try:
+            workers = await placement.live_workers()
+            answers = await asyncio.gather(
+                *(call_worker(w, "hosted_rooms", task="rooms.rebuild") for w in workers),
+                return_exceptions=True,
+            )
+            for worker, answer in zip(workers, answers, strict=True):
+                if isinstance(answer, BaseException):
+                    log.warning("rooms: %s did not answer: %s", worker, answer)
+                    continue
+                for name, ref in answer:
+                    self._add(name, ref)
+            if self._rooms:
+                log.info("rooms: rebuilt %d rooms from %d workers", len(self._rooms), len(workers))
+        finally:
+            self._ready.set()
+
+
+def registry() -> Any:
+    """The cluster's RoomRegistry actor, created by whoever needs it first."""
+    options = placement.actor_options(REGISTRY, max_concurrency=10_000)
+    options["max_restarts"] = -1  # it rebuilds its state from the workers
+    return ray.remote(RoomRegistry).options(get_if_exists=True, **options).remote()
+
+
+async def _call(method: str, *args: Any) -> Any:
+    try:
+        return await call_worker(REGISTRY, method, *args, task=f"rooms.{method}")
+    except ActorGone:
+        await asyncio.to_thread(registry)  # it is restarting: make sure it exists, then once more
+        return await call_worker(REGISTRY, method, *args, task=f"rooms.{method}")
+
+
+async def open_room(name: str, settings: RoomSettings, media: MediaSettings, metadata: str = "") -> ActorRef:
+    ref: ActorRef = await _call("open", name, settings, media, metadata)
+    return ref
+
+
+async def lookup_room(name: str) -> ActorRef | None:
+    ref: ActorRef | None = await _call("lookup", name)
+    return ref
+
+
+async def list_rooms(names: list[str] | None = None) -> list[models.Room]:
+    """Every open room (optionally only these names); rooms that are closing are left out."""
+    refs: list[ActorRef] = await _call("rooms", names)
+    infos = await asyncio.gather(*(ref.call("info") for ref in refs), return_exceptions=True)
+    return [i for i in infos if isinstance(i, models.Room)]
+
+
+async def release_room(name: str, ref: ActorRef) -> None:
+    await _call("release", name, ref)

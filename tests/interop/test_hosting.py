@@ -1,0 +1,153 @@
+"""Rooms, participants and tracks hosted by the media workers: no Ray actor (no process) per session, joins
+that never wait for one, and what happens when a media worker's process dies."""
+
+import asyncio
+import os
+import re
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from livekit import api as lkapi
+from livekit import rtc
+from ray.util.state import list_actors
+
+from tests.interop.conftest import DASHBOARD_PORT, running_server
+from tests.interop.sdk import Connect, Events, MintToken, Server, wait_for
+
+LOST_PORT, LOST_DASHBOARD = 7894, 8269
+
+
+def _alive_actors(dashboard_port: int) -> list[tuple[str, int]]:
+    actors = list_actors(
+        address=f"http://127.0.0.1:{dashboard_port}",
+        filters=[("state", "=", "ALIVE")],
+        limit=1000,
+        raise_on_missing_output=False,
+    )
+    return sorted((a.name, a.pid) for a in actors)
+
+
+async def test_sessions_tracks_and_rooms_start_no_ray_actor(
+    server: Server, connect: Connect, room_name: str
+) -> None:
+    before = await asyncio.to_thread(_alive_actors, DASHBOARD_PORT)
+    clients = []
+    for i in range(6):
+        clients.append(await connect(f"p{i}", f"{room_name}-{i % 3}"))
+    source = rtc.AudioSource(48000, 1)
+    track = rtc.LocalAudioTrack.create_audio_track("mic", source)
+    await clients[0].local_participant.publish_track(track, rtc.TrackPublishOptions())
+    await wait_for(lambda: len(clients[3].remote_participants) == 1, what="p3 sees p0")
+    after = await asyncio.to_thread(_alive_actors, DASHBOARD_PORT)
+    assert after == before  # the same Ray actors, in the same processes
+
+
+async def test_twenty_joins_at_once_all_connect(server: Server, token: MintToken, room_name: str) -> None:
+    """Joins that arrive together are seated in parallel on warm workers (each Participant actor used to be a
+    new Ray process: 1 of 20 simultaneous SDK joins connected within 30 s)."""
+    clients = [rtc.Room() for _ in range(20)]
+    try:
+        await asyncio.gather(
+            *(c.connect(server.url, token(f"p{i}", f"{room_name}-{i // 2}")) for i, c in enumerate(clients))
+        )
+        for c in clients:
+            await wait_for(lambda c=c: len(c.remote_participants) == 1, what="each sees its partner")
+    finally:
+        await asyncio.gather(*(c.disconnect() for c in clients if c.isconnected()))
+
+
+@pytest.fixture
+def two_workers(tmp_path: Path) -> Iterator[Server]:
+    """A server of its own (a worker of it gets killed): two media workers, two participants each."""
+    with running_server(
+        LOST_PORT, LOST_DASHBOARD, tmp_path, ["--workers", "2", "--participants-per-worker", "2"]
+    ) as (srv, _):
+        yield srv
+
+
+def _placed(srv: Server, identity: str) -> str:
+    """The media worker the server placed `identity` on (its latest join)."""
+    found = re.findall(rf": {identity} joined as PA_\w+ on (\S+)", srv.log_path.read_text(errors="replace"))
+    assert found, f"{identity} was not placed"
+    return str(found[-1])
+
+
+async def _kill_worker(worker: str) -> None:
+    actors = await asyncio.to_thread(_alive_actors, LOST_DASHBOARD)
+    (pid,) = [pid for name, pid in actors if name == worker]
+    os.kill(pid, signal.SIGKILL)
+
+
+async def _connect(srv: Server, token: MintToken, identity: str, room: str) -> rtc.Room:
+    client = rtc.Room()
+    await client.connect(srv.url, token(identity, room))
+    return client
+
+
+async def _identities(srv: Server, room: str) -> list[str]:
+    async with lkapi.LiveKitAPI(srv.http_url, srv.api_key, srv.api_secret) as api:
+        listed = await api.room.list_participants(lkapi.ListParticipantsRequest(room=room))
+    return sorted(p.identity for p in listed.participants)
+
+
+async def test_lost_worker_ends_its_sessions_and_the_room_goes_on(
+    two_workers: Server, token: MintToken
+) -> None:
+    srv, room = two_workers, "lost-worker"
+    alice = await _connect(srv, token, "alice", room)
+    carol = await _connect(srv, token, "carol", room)
+    bob = await _connect(srv, token, "bob", room)  # the home worker is full: bob goes to the other
+    home = _placed(srv, "alice")  # a room's first participants go to its home, the worker hosting the Room
+    assert _placed(srv, "carol") == home and _placed(srv, "bob") != home
+    bob_gone = Events(bob, "disconnected")
+    alice_sees = Events(alice, "participant_disconnected")
+    loop = asyncio.get_running_loop()
+
+    await _kill_worker(_placed(srv, "bob"))
+    killed = loop.time()
+    (left,) = await alice_sees.wait("participant_disconnected", timeout=10)
+    assert left.identity == "bob"
+    assert loop.time() - killed < 2.0
+    await bob_gone.wait("disconnected", timeout=10)
+    assert await _identities(srv, room) == ["alice", "carol"]
+
+    again = await _connect(srv, token, "bob", room)  # at once, placed on the surviving worker
+    assert _placed(srv, "bob") == home
+    await wait_for(lambda: "bob" in {p.identity for p in alice.remote_participants.values()}, what="bob back")
+    assert await _identities(srv, room) == ["alice", "bob", "carol"]
+    for client in (alice, carol, again):
+        await client.disconnect()
+
+
+async def test_lost_home_worker_rebuilds_the_room(two_workers: Server, token: MintToken) -> None:
+    """The room's home dies: its sessions there end, the others' clients are sent to reconnect, and the
+    room opens again on the surviving worker with only the connected participants in it."""
+    srv, room = two_workers, "lost-home"
+    alice = await _connect(srv, token, "alice", room)
+    carol = await _connect(srv, token, "carol", room)
+    bob = await _connect(srv, token, "bob", room)
+    home = _placed(srv, "alice")
+    assert _placed(srv, "bob") != home
+    alice_gone = Events(alice, "disconnected")
+
+    await _kill_worker(home)
+    await alice_gone.wait("disconnected", timeout=10)
+    await wait_for(lambda: bob.connection_state == rtc.ConnectionState.CONN_CONNECTED, 20, "bob reconnected")
+
+    async def only_bob() -> bool:
+        return await _identities(srv, room) == ["bob"]
+
+    for _ in range(100):
+        if await only_bob():
+            break
+        await asyncio.sleep(0.1)
+    assert await _identities(srv, room) == ["bob"]
+    again = await _connect(srv, token, "alice", room)
+    await wait_for(
+        lambda: "alice" in {p.identity for p in bob.remote_participants.values()}, what="alice back"
+    )
+    for client in (bob, again, carol):
+        if client.isconnected():
+            await client.disconnect()
