@@ -20,8 +20,5 @@ class Directory:
     version: int  # increases with every membership or permission change; workers keep the newest
     members: tuple[Member, ...]
 
-    def by_identity(self) -> dict[str, Member]:
-        return {m.identity: m for m in self.members}
-
     def by_sid(self) -> dict[str, Member]:
         return {m.sid: m for m in self.members}

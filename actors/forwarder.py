@@ -19,6 +19,7 @@ from livekit.protocol import models
 from actors.errors import ActorGone, RaysfuError, unwrap
 from actors.hosting import ActorRef, call_worker
 from actors.inbox import SequencedInbox
+from actors.naming import track_label
 
 if TYPE_CHECKING:
     from actors.worker import MediaWorker
@@ -65,7 +66,7 @@ class TrackForwarder:
         self._info = info
         self._publisher_sid = publisher_sid
         self._publisher_worker = host.name
-        self.ref = ActorRef(host.name, info.sid, f"track:{room}/{info.sid}")
+        self.ref = ActorRef(host.name, info.sid, track_label(room, info.sid))
         self._subscribers: dict[str, _Subscriber] = {}
         self._relays: set[str] = set()  # receiving workers that get one copy from the publisher's worker
         self._closed = False

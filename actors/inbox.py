@@ -1,7 +1,7 @@
 """Restore the sender's order of calls to an async Ray actor.
 
 Async Ray actors run concurrent calls out of order (hundreds of reorderings in 20k one-way calls, see
-research/ray-facts.md). Callers number their calls from 0 per stream; the receiver hands the items to
+docs/DESIGN.md). Callers number their calls from 0 per stream; the receiver hands the items to
 one consumer coroutine in that order, holding early arrivals until the gap fills.
 """
 

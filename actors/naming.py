@@ -1,19 +1,22 @@
-"""Ray namespace and actor names, chosen so the Ray dashboard reads like the room."""
+"""Ray namespace and names, chosen so the Ray dashboard reads like the room.
+
+The media workers are Ray actors named `media:<node>/<n>`; the rooms, participants and tracks they host
+name the Ray calls made to them after these labels (`room:demo.join`; actors.hosting).
+"""
 
 NAMESPACE = "raysfu"
 MEDIA_PREFIX = "media:"
 
 
-def room_actor(room: str) -> str:
+def room_label(room: str) -> str:
     return f"room:{room}"
 
 
-def participant_actor(room: str, identity: str, sid: str) -> str:
-    # The sid keeps the name unique while a duplicate identity replaces an older session.
-    return f"participant:{room}/{identity}/{sid}"
+def participant_label(room: str, identity: str) -> str:
+    return f"participant:{room}/{identity}"
 
 
-def track_actor(room: str, track_sid: str) -> str:
+def track_label(room: str, track_sid: str) -> str:
     return f"track:{room}/{track_sid}"
 
 

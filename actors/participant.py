@@ -16,25 +16,17 @@ from typing import TYPE_CHECKING
 
 from livekit.protocol import models, rtc
 
-from actors import ids
+from actors import ids, protocol
 from actors.errors import InvalidRequestError, LimitExceededError, PermissionDeniedError, RaysfuError, unwrap
 from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
 from actors.hosting import ActorRef
 from actors.inbox import SequencedInbox
-from actors.placement import worker_node_label
+from actors.naming import participant_label
 
 if TYPE_CHECKING:
     from actors.worker import MediaWorker
 
 log = logging.getLogger(__name__)
-
-SERVER_VERSION = "1.9.0"  # the SDKs gate features (RPC needs >= 1.8.0) on LiveKit's server version
-PROTOCOL = 16
-PING_INTERVAL = 5
-PING_TIMEOUT = 15
-# A subscriber that does not answer an offer within this time is not waited for any longer (it must not stall
-# the negotiations that follow).
-ANSWER_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -54,12 +46,17 @@ class JoinParams:
 
 class Participant:
     def __init__(
-        self, host: MediaWorker, room: ActorRef, info: models.ParticipantInfo, params: JoinParams
+        self,
+        host: MediaWorker,
+        room: ActorRef,
+        room_name: str,
+        info: models.ParticipantInfo,
+        params: JoinParams,
     ) -> None:
         self._host = host
         self._room = room
-        self._room_name = room.label.removeprefix("room:")
-        self.ref = ActorRef(host.name, info.sid, f"participant:{self._room_name}/{info.identity}")
+        self._room_name = room_name
+        self.ref = ActorRef(host.name, info.sid, participant_label(self._room_name, info.identity))
         self._info = info
         self._params = params
         self._closed_reason: models.DisconnectReason | None = None
@@ -68,9 +65,9 @@ class Participant:
         self._started = asyncio.Event()  # the subscriber transport exists on the worker
         self._negotiation: asyncio.Task[None] | None = None
         self._renegotiate = False
-        self._answered = asyncio.Event()
         self._pending: dict[str, models.TrackInfo] = {}  # AddTrackRequest cid -> announced, not yet bound
         self._published: dict[str, models.TrackInfo] = {}  # track sid -> bound to a publisher m-line
+        self._published_cids: dict[str, str] = {}  # track sid -> the client's cid of it
         self._subscribed: set[str] = set()  # track sids this participant receives
         self._warned: set[str] = set()
         self._signals: SequencedInbox[rtc.SignalRequest] = SequencedInbox(self._on_signal, f"{self}:signal")
@@ -147,7 +144,6 @@ class Participant:
                 await self._on_publisher_offer(req.offer)
             elif kind == "answer":
                 await self._host.subscriber_answer(self._info.sid, req.answer.sdp)
-                self._answered.set()
             elif kind == "trickle":
                 await self._host.add_ice_candidate(
                     self._info.sid, req.trickle.target, req.trickle.candidateInit
@@ -183,7 +179,7 @@ class Participant:
             reason = "this participant may not publish"
         elif permission.can_publish_sources and req.source not in permission.can_publish_sources:
             reason = f"this participant may not publish {models.TrackSource.Name(req.source).lower()}"
-        elif req.cid in self._pending or any(t.stream == req.cid for t in self._published.values()):
+        elif req.cid in self._pending or req.cid in self._published_cids.values():
             reason = f"track {req.cid} is already published"
         if reason:
             self._log_once(f"add_track:{reason}", "refused track %s: %s", req.cid, reason)
@@ -221,8 +217,10 @@ class Participant:
             info.mid = bound.mid
             info.mime_type = bound.mime_type
             self._published[info.sid] = info
+            self._published_cids[info.sid] = bound.cid
             await self._room.call("track_published", self._info.identity, info)
         for track_sid in answer.ended:
+            self._published_cids.pop(track_sid, None)
             if self._published.pop(track_sid, None) is not None:
                 await self._room.call("track_unpublished", self._info.identity, track_sid)
 
@@ -234,7 +232,7 @@ class Participant:
     # ----- subscribing ---------------------------------------------------------------------------------
 
     async def _on_subscription(self, req: rtc.UpdateSubscription) -> None:
-        sids = list(req.track_sids) + [sid for p in req.participant_tracks for sid in p.track_sids]
+        sids = protocol.subscription_track_sids(req)
         if sids:
             await self._room.call("update_subscriptions", self._info.identity, sids, req.subscribe)
 
@@ -266,7 +264,8 @@ class Participant:
         self._negotiate()
 
     def _negotiate(self) -> None:
-        """Ask for a subscriber offer; offers go out one at a time, each after the previous was answered."""
+        """Ask for a subscriber offer. Requests that come while one is being made are served by one more
+        offer; the peers (actors.media.peer) make each offer only once the previous one was answered."""
         self._renegotiate = True
         if self._negotiation is None or self._negotiation.done():
             self._negotiation = asyncio.get_running_loop().create_task(self._negotiation_loop())
@@ -274,7 +273,6 @@ class Participant:
     async def _negotiation_loop(self) -> None:
         while self._renegotiate and self._closed_reason is None:
             self._renegotiate = False
-            self._answered.clear()
             try:
                 await self._send_subscriber_offer()
             except RaysfuError as exc:
@@ -282,12 +280,6 @@ class Participant:
                     log.error("%s: subscriber offer failed: %s", self, unwrap(exc))
                 return
             log.info("%s: subscriber offer %d sent", self, self._offer_id)
-            try:
-                await asyncio.wait_for(self._answered.wait(), ANSWER_TIMEOUT)
-            except TimeoutError:
-                self._log_once(
-                    "no-answer", "client did not answer the subscriber offer within %s s", ANSWER_TIMEOUT
-                )
 
     async def _update_metadata(self, update: rtc.UpdateParticipantMetadata) -> None:
         response = rtc.RequestResponse(request_id=update.request_id, update_metadata=update)
@@ -352,27 +344,3 @@ def _mime_hint(req: rtc.AddTrackRequest) -> str:
         if codec.codec:
             return f"video/{codec.codec.upper()}"
     return "video/VP8"
-
-
-def join_response(
-    room_info: models.Room, info: models.ParticipantInfo, others: list[models.ParticipantInfo], worker: str
-) -> bytes:
-    """The session's first message (a serialized SignalResponse), which the gateway sends itself as soon as
-    the room seated the participant, ahead of anything in the outbox."""
-    join = rtc.JoinResponse(
-        room=room_info,
-        participant=info,
-        other_participants=others,
-        server_version=SERVER_VERSION,
-        subscriber_primary=True,
-        ping_interval=PING_INTERVAL,
-        ping_timeout=PING_TIMEOUT,
-        server_info=models.ServerInfo(
-            edition=models.ServerInfo.Standard,
-            version=SERVER_VERSION,
-            protocol=PROTOCOL,
-            node_id=worker_node_label(worker),
-            debug_info="raysfu",
-        ),
-    )
-    return rtc.SignalResponse(join=join).SerializeToString()

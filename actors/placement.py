@@ -63,13 +63,6 @@ async def worker_loads(workers: list[str]) -> list["Candidate"]:
     return candidates
 
 
-def node_id_for_label(label: str) -> str | None:
-    for node in ray.nodes():  # type: ignore[no-untyped-call]
-        if node.get("Alive") and str(node["NodeID"]).startswith(label):
-            return str(node["NodeID"])
-    return None
-
-
 @dataclass(frozen=True)
 class Candidate:
     worker: str
@@ -97,11 +90,6 @@ def choose_worker(
     room_nodes = {worker_node_label(w) for w, n in room_members.items() if n > 0}
     same_node = [c for c in free if worker_node_label(c.worker) in room_nodes]
     return min(same_node or free, key=lambda c: (c.load, c.worker)).worker
-
-
-def node_of_worker(worker: str) -> str | None:
-    """The Ray node id of a media worker (from the label in its name), None if that node is gone."""
-    return node_id_for_label(worker_node_label(worker))
 
 
 def actor_options(name: str, node_id: str | None = None, max_concurrency: int = 1000) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from livekit.protocol import models
 from actors import placement
 from actors.errors import ActorGone
 from actors.hosting import ActorRef, call_worker, watch
+from actors.naming import room_label
 from actors.settings import MediaSettings, RoomSettings
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ class RoomRegistry:
             loads = await placement.worker_loads(workers)
             home = placement.choose_worker(loads, {}, media.participants_per_worker)
             ref: ActorRef = await call_worker(
-                home, "host_room", name, settings, media, metadata, task=f"room:{name}.open"
+                home, "host_room", name, settings, media, metadata, task=f"{room_label(name)}.open"
             )
             self._add(name, ref)
         if not lock.locked():

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from livekit.protocol import models
 
-from actors import ids, limits, placement
+from actors import ids, limits, placement, protocol
 from actors.directory import Directory, Member
 from actors.errors import (
     ActorGone,
@@ -28,7 +28,8 @@ from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
 from actors.forwarder import Close, Command, SetMuted, Subscribe, Unsubscribe
 from actors.hosting import ActorRef, call_worker
 from actors.inbox import Sequencer
-from actors.participant import JoinParams, join_response
+from actors.naming import participant_label, room_label, track_label
+from actors.participant import JoinParams
 from actors.settings import MediaSettings, RoomSettings
 from actors.tasks import spawn
 
@@ -80,7 +81,7 @@ class Room:
         now = time.time()
         sid = ids.room_sid()
         self._host = host
-        self.ref = ActorRef(host.name, sid, f"room:{name}")
+        self.ref = ActorRef(host.name, sid, room_label(name))
         self._info = models.Room(
             sid=sid,
             name=name,
@@ -158,9 +159,10 @@ class Room:
                 worker,
                 "host_participant",
                 self.ref,
+                self._info.name,
                 info,
                 params,
-                task=f"participant:{self._info.name}/{params.identity}.join",
+                task=f"{participant_label(self._info.name, params.identity)}.join",
             )
             seat = Seat(info=info, handle=handle, worker=worker, auto_subscribe=params.auto_subscribe)
             self._seats[params.identity] = seat
@@ -174,7 +176,7 @@ class Room:
                 for track_sid in self._tracks:
                     self._command(track_sid, Subscribe(sid, handle, worker))
             log.info("%s: %s joined as %s on %s", self._info.name, params.identity, sid, worker)
-            return Joined(handle, sid, join_response(self._room_info(), info, others, worker))
+            return Joined(handle, sid, protocol.join_response(self._room_info(), info, others, worker))
 
     async def _place(self) -> str:
         """The worker for a new participant. The home worker's load is read here, exactly; the others'
@@ -221,11 +223,7 @@ class Room:
                 await seat.handle.call("close", reason, True, True)
             except ActorGone:
                 pass
-        gone = models.ParticipantInfo()
-        gone.CopyFrom(seat.info)
-        gone.state = models.ParticipantInfo.DISCONNECTED
-        gone.disconnect_reason = reason
-        gone.version += 1
+        gone = protocol.disconnected(seat.info, reason)
         self._info.num_participants = len(self._seats)
         self._push_directory()
         if not seat.hidden:
@@ -285,10 +283,7 @@ class Room:
             if not seat.hidden:
                 self._broadcast(ParticipantsChanged((info,)), exclude=info.sid)
             elif not was_hidden:
-                gone = models.ParticipantInfo()
-                gone.CopyFrom(info)
-                gone.state = models.ParticipantInfo.DISCONNECTED
-                self._broadcast(ParticipantsChanged((gone,)), exclude=info.sid)
+                self._broadcast(ParticipantsChanged((protocol.disconnected(info),)), exclude=info.sid)
             return info
 
     async def update_metadata(self, metadata: str) -> models.Room:
@@ -341,7 +336,7 @@ class Room:
                 self._info.name,
                 info,
                 seat.info.sid,
-                task=f"track:{self._info.name}/{info.sid}.open",
+                task=f"{track_label(self._info.name, info.sid)}.open",
             )
             self._tracks[info.sid] = Track(publisher=identity, forwarder=forwarder)
             self._announce(seat)

@@ -20,7 +20,7 @@ from typing import Any
 import ray
 from livekit.protocol import models, rtc
 
-from actors import logs, registry
+from actors import logs, metrics, registry
 from actors.directory import Directory, Member
 from actors.errors import CandidateError, NotFoundError
 from actors.forwarder import TrackForwarder
@@ -38,6 +38,7 @@ from actors.media.peer import PUBLISHER, SUBSCRIBER, ParticipantPeers
 from actors.media.plane import MediaPlane, PublisherAnswer, RelaySource
 from actors.media.ratelog import RateLimitedLog
 from actors.media.relay import Address
+from actors.metrics import RoomGauges
 from actors.outbox import Batch, Outboxes
 from actors.participant import JoinParams, Participant
 from actors.placement import actor_options
@@ -73,7 +74,7 @@ class MediaWorker(Host):
         super().__init__(name)
         self._settings = settings
         self.outboxes = Outboxes()
-        self._gateway_watch: asyncio.Future[object] | None = None
+        self._background: list[asyncio.Future[object]] = []
         if settings.ice_addresses:
             restrict_host_addresses(settings.ice_addresses)
         use_rfc_consent_freshness()
@@ -117,15 +118,16 @@ class MediaWorker(Host):
         return [(room.name, room.ref) for room in self.hosted(Room)]
 
     async def host_participant(
-        self, room: ActorRef, info: models.ParticipantInfo, params: JoinParams
+        self, room: ActorRef, room_name: str, info: models.ParticipantInfo, params: JoinParams
     ) -> ActorRef:
-        """Host a new session's Participant, with its peer connections, for the room (on another host)."""
-        await self.add_participant(room.label.removeprefix("room:"), info.sid, info.identity)
-        participant = Participant(self, room, info, params)
+        """Host a new session's Participant, with its peer connections, for the room (maybe on another
+        host)."""
+        await self.add_participant(room_name, info.sid, info.identity)
+        participant = Participant(self, room, room_name, info, params)
         self.add(info.sid, participant)
         self.watch(room.host)
         self.outboxes.expect(params.gateway)  # a gateway that never polls for it is noticed as well
-        self._watch_gateways_once()
+        self._start_background()
         return participant.ref
 
     async def host_forwarder(self, room: str, info: models.TrackInfo, publisher_sid: str) -> ActorRef:
@@ -144,12 +146,22 @@ class MediaWorker(Host):
 
     async def poll(self, gateway: str, epoch: int, cursor: int, wait: float) -> Batch:
         """The gateway's long-poll for all its sessions on this host (see actors.outbox)."""
-        self._watch_gateways_once()
+        self._start_background()
         return await self.outboxes.poll(gateway, epoch, cursor, wait)
 
-    def _watch_gateways_once(self) -> None:
-        if self._gateway_watch is None:
-            self._gateway_watch = spawn(self._watch_gateways(), f"{self.name}: watching gateways")
+    def _start_background(self) -> None:
+        """The gateways' watch and the rooms' gauges, from the first session on (a running loop)."""
+        if not self._background:
+            self._background = [
+                spawn(self._watch_gateways(), f"{self.name}: watching gateways"),
+                spawn(self._report_rooms(), f"{self.name}: room gauges"),
+            ]
+
+    async def _report_rooms(self) -> None:
+        gauges = RoomGauges(self.name)
+        while True:
+            gauges.report(metrics.room_figures(self._peers, self._media))
+            await asyncio.sleep(metrics.REPORT_INTERVAL)
 
     async def _watch_gateways(self) -> None:
         while True:

@@ -143,9 +143,6 @@ class _KeyframeListener:
         if self.source is not None:
             self.source.request_keyframe()
 
-    def on_remb(self, bitrate: int) -> None:
-        pass
-
 
 @dataclass
 class SendStats:

@@ -16,7 +16,7 @@ from livekit.protocol import models, rtc
 from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from actors import ids, limits
+from actors import ids, limits, protocol
 from actors.errors import ActorGone, LimitExceededError, RaysfuError, unwrap
 from actors.participant import JoinParams
 from actors.registry import open_room
@@ -35,8 +35,6 @@ from gateway.retry import retry_while_closing
 
 log = logging.getLogger(__name__)
 
-KINDS = {"standard": 0, "ingress": 1, "egress": 2, "sip": 3, "agent": 4}
-
 
 def join_params(claims: Claims, query: Any, sid: str = "", gateway: str = "") -> JoinParams:
     return JoinParams(
@@ -45,7 +43,7 @@ def join_params(claims: Claims, query: Any, sid: str = "", gateway: str = "") ->
         metadata=claims.metadata,
         attributes=dict(claims.attributes),
         permission=participant_permission(claims.video),
-        kind=KINDS.get(claims.kind, 0),
+        kind=protocol.participant_kind(claims.kind),
         client_protocol=int(query.get("client_protocol", "0") or 0),
         auto_subscribe=query.get("auto_subscribe", "1") not in ("0", "false"),
         sdk=str(query.get("sdk", "")),

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from actors import limits
+from actors import limits, protocol
 from actors.errors import ActorGone
 from actors.settings import MediaSettings, RoomSettings
 from gateway import auth
@@ -204,7 +204,7 @@ async def mute_published_track(call: Call, req: room_pb.MuteRoomTrackRequest) ->
 
 async def update_subscriptions(call: Call, req: room_pb.UpdateSubscriptionsRequest) -> Message:
     auth.check_room_admin(call.claims, req.room)
-    track_sids = list(req.track_sids) + [sid for pt in req.participant_tracks for sid in pt.track_sids]
+    track_sids = protocol.subscription_track_sids(req)
     await (await call.room(req.room)).call("update_subscriptions", req.identity, track_sids, req.subscribe)
     return room_pb.UpdateSubscriptionsResponse()
 

@@ -121,9 +121,6 @@ class DownTrack:
     async def on_keyframe_request(self) -> None:
         await self.up.request_keyframe(self.current)
 
-    def on_remb(self, bitrate: int) -> None:
-        pass  # read from sender.remb_bps by the REMB policy
-
     # ----- hot path -----
 
     def _setup(self) -> bool:
@@ -225,7 +222,7 @@ class DownTrack:
             rtp.abs_send_time(ntp) if extensions is not None and plan.abs_send_time_id is not None else None
         )
         try:
-            out = rtp.rewrite(raw, header, plan, out_pt, out_seq, out_ts, sender._ssrc, send_time, extensions)
+            out = rtp.rewrite(raw, header, plan, out_pt, out_seq, out_ts, sender.ssrc, send_time, extensions)
         except rtp.RtpError as e:  # e.g. an extension block aiortc's parser let through but ours cannot read
             hooks.counters["dropped_unforwardable_rtp"] += 1
             _ratelog.warning("unforwardable", "%r: RTP packet not forwardable, dropped: %s", self, e)

@@ -199,7 +199,7 @@ def add_header_extensions(transceiver: RTCRtpTransceiver, extensions: dict[str, 
 async def start_transceivers(pc: RTCPeerConnection) -> None:
     """Run aiortc's connect step again. It starts a negotiation's new senders and receivers only if DTLS is
     connected when that step runs; one that ran while DTLS was still connecting can leave them unstarted
-    (seen for senders: research/sdk-passthrough-relay.md)."""
+    (seen for senders with the SDKs)."""
     connect: Callable[[], Awaitable[None]] = getattr(pc, "_RTCPeerConnection__connect")  # noqa: B009
     await connect()
 
@@ -219,11 +219,6 @@ def label_sender(sender: RTCRtpSender, stream_id: str, track_id: str) -> None:
     """The msid ("stream track") the next offer announces for this sender."""
     sender._stream_id = stream_id
     sender._track_id = track_id
-
-
-def sender_ssrc(sender: RTCRtpSender) -> int:
-    ssrc: int = sender._ssrc
-    return ssrc
 
 
 # ----- DTLS transport tap ----------------------------------------------------------------------------------
@@ -537,8 +532,6 @@ def tap_receiver(receiver: RTCRtpReceiver) -> TapReceiver:
 class SenderListener(Protocol):
     async def on_keyframe_request(self) -> None: ...
 
-    def on_remb(self, bitrate: int) -> None: ...
-
 
 class PassthroughSender(RTCRtpSender):
     """Sends already-rewritten RTP; serves NACKs from its own history; reports PLI/FIR and REMB."""
@@ -624,9 +617,7 @@ class PassthroughSender(RTCRtpSender):
             except ValueError:
                 return
             if self._ssrc in ssrcs:
-                self.remb_bps = bitrate
-                if self.listener is not None:
-                    self.listener.on_remb(bitrate)
+                self.remb_bps = bitrate  # read by the worker's REMB policy
         else:
             await super()._handle_rtcp_packet(packet)  # receiver reports: RTT and remote stats
 
@@ -757,6 +748,3 @@ def passthrough_sender(sender: RTCRtpSender) -> PassthroughSender:
         assert isinstance(sender, PassthroughSender)
         sender._passthrough_init()
     return sender
-
-
-KeyframeRequest = Callable[[], Awaitable[None]]

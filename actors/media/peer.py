@@ -70,7 +70,7 @@ class ParticipantPeers:
         return self._pcs.get(SUBSCRIBER) or self._new_subscriber()
 
     async def subscriber_offer(self) -> str:
-        """The next subscriber offer, one negotiation at a time (pitfall 1 of sdk-passthrough-relay.md):
+        """The next subscriber offer, one negotiation at a time (the SDKs fail on overlapping ones):
         wait for the previous answer, and for a renegotiation wait until the PC is connected."""
         await self._wait_answered()
         async with self._locks[SUBSCRIBER]:

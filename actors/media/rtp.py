@@ -52,11 +52,6 @@ class RtpHeader(NamedTuple):
         return self.payload_end == self.header_length
 
 
-def is_rtcp(data: bytes) -> bool:
-    """RFC 5761 demultiplexing: RTCP packet types 192-223 sit where RTP has marker + payload type."""
-    return len(data) >= 2 and 192 <= data[1] <= 223
-
-
 def parse_header(raw: bytes | bytearray) -> RtpHeader:
     """The header of `raw`; RtpError if it is not RTP version 2 or its lengths are inconsistent."""
     n = len(raw)

@@ -5,9 +5,12 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 from livekit import api as lkapi
 from livekit import rtc
@@ -67,11 +70,19 @@ def two_workers(tmp_path: Path) -> Iterator[Server]:
         yield srv
 
 
-def _placed(srv: Server, identity: str) -> str:
-    """The media worker the server placed `identity` on (its latest join)."""
-    found = re.findall(rf": {identity} joined as PA_\w+ on (\S+)", srv.log_path.read_text(errors="replace"))
-    assert found, f"{identity} was not placed"
-    return str(found[-1])
+async def _placed(srv: Server, identity: str, joins: int = 1) -> str:
+    """The media worker the server placed `identity` on at its `joins`-th join (the worker's log line
+    reaches the server's log through Ray's log forwarding, a moment after the join)."""
+    found: list[str] = []
+
+    def logged() -> bool:
+        found[:] = re.findall(
+            rf": {identity} joined as PA_\w+ on (\S+)", srv.log_path.read_text(errors="replace")
+        )
+        return len(found) >= joins
+
+    await wait_for(logged, 10, f"{identity}'s join {joins} in the log")
+    return found[joins - 1]
 
 
 async def _kill_worker(worker: str) -> None:
@@ -99,13 +110,16 @@ async def test_lost_worker_ends_its_sessions_and_the_room_goes_on(
     alice = await _connect(srv, token, "alice", room)
     carol = await _connect(srv, token, "carol", room)
     bob = await _connect(srv, token, "bob", room)  # the home worker is full: bob goes to the other
-    home = _placed(srv, "alice")  # a room's first participants go to its home, the worker hosting the Room
-    assert _placed(srv, "carol") == home and _placed(srv, "bob") != home
+    home = await _placed(
+        srv, "alice"
+    )  # a room's first participants go to its home, the worker hosting the Room
+    assert await _placed(srv, "carol") == home
+    assert await _placed(srv, "bob") != home
     bob_gone = Events(bob, "disconnected")
     alice_sees = Events(alice, "participant_disconnected")
     loop = asyncio.get_running_loop()
 
-    await _kill_worker(_placed(srv, "bob"))
+    await _kill_worker(await _placed(srv, "bob"))
     killed = loop.time()
     (left,) = await alice_sees.wait("participant_disconnected", timeout=10)
     assert left.identity == "bob"
@@ -114,7 +128,7 @@ async def test_lost_worker_ends_its_sessions_and_the_room_goes_on(
     assert await _identities(srv, room) == ["alice", "carol"]
 
     again = await _connect(srv, token, "bob", room)  # at once, placed on the surviving worker
-    assert _placed(srv, "bob") == home
+    assert await _placed(srv, "bob", joins=2) == home
     await wait_for(lambda: "bob" in {p.identity for p in alice.remote_participants.values()}, what="bob back")
     assert await _identities(srv, room) == ["alice", "bob", "carol"]
     for client in (alice, carol, again):
@@ -128,8 +142,8 @@ async def test_lost_home_worker_rebuilds_the_room(two_workers: Server, token: Mi
     alice = await _connect(srv, token, "alice", room)
     carol = await _connect(srv, token, "carol", room)
     bob = await _connect(srv, token, "bob", room)
-    home = _placed(srv, "alice")
-    assert _placed(srv, "bob") != home
+    home = await _placed(srv, "alice")
+    assert await _placed(srv, "bob") != home
     alice_gone = Events(alice, "disconnected")
 
     await _kill_worker(home)
@@ -151,3 +165,31 @@ async def test_lost_home_worker_rebuilds_the_room(two_workers: Server, token: Mi
     for client in (bob, again, carol):
         if client.isconnected():
             await client.disconnect()
+
+
+def _metrics_export_port() -> int:
+    find = (
+        "import ray; ray.init(address='auto', namespace='raysfu', log_to_driver=False); "
+        "print(ray.nodes()[0]['MetricsExportPort'])"
+    )
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run([sys.executable, "-c", find], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return int(done.stdout.strip().splitlines()[-1])
+
+
+async def test_room_gauges_reach_rays_metrics(server: Server, connect: Connect, room_name: str) -> None:
+    """Per-room figures, tagged room and worker, in the Prometheus text of the node's Ray metrics agent."""
+    await connect("alice", room_name)
+    await connect("bob", room_name)
+    port = await asyncio.to_thread(_metrics_export_port)
+    pattern = re.compile(rf'raysfu_room_participants\{{[^}}]*room="{re.escape(room_name)}"[^}}]*\}} (\S+)')
+    found: list[float] = []
+    async with aiohttp.ClientSession() as http:
+        for _ in range(60):
+            async with http.get(f"http://127.0.0.1:{port}/metrics") as reply:
+                found = [float(v) for v in pattern.findall(await reply.text())]
+            if sum(found) == 2:
+                break
+            await asyncio.sleep(0.5)
+    assert sum(found) == 2, found

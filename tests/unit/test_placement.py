@@ -30,6 +30,12 @@ def test_new_room_goes_to_least_loaded() -> None:
     assert choose_worker(workers, Counter(), capacity=10) == "media:bbbb/0"
 
 
+def test_a_new_rooms_first_participant_goes_to_its_home_while_it_has_room() -> None:
+    workers = [c("media:aaaa/0", 3), c("media:bbbb/0", 1)]
+    assert choose_worker(workers, Counter(), capacity=10, home="media:aaaa/0") == "media:aaaa/0"
+    assert choose_worker(workers, Counter(), capacity=3, home="media:aaaa/0") == "media:bbbb/0"
+
+
 def test_every_worker_full_overloads_the_least_loaded() -> None:
     workers = [c("media:aaaa/0", 4), c("media:aaaa/1", 3)]
     assert choose_worker(workers, Counter({"media:aaaa/0": 4}), capacity=2) == "media:aaaa/1"
