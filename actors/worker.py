@@ -27,12 +27,8 @@ from actors.forwarder import TrackForwarder
 from actors.hosting import ActorRef, Host
 from actors.inbox import SequencedInbox
 from actors.media.data import DataPacketRefused, route
-from actors.media.ice import (
-    parse_candidate_init,
-    restrict_host_addresses,
-    rtc_configuration,
-    use_rfc_consent_freshness,
-)
+from actors.media.hooks import restrict_host_addresses, use_rfc_consent_freshness
+from actors.media.ice import parse_candidate_init, rtc_configuration
 from actors.media.links import Outgoing, WorkerLinks
 from actors.media.peer import PUBLISHER, SUBSCRIBER, ParticipantPeers
 from actors.media.plane import MediaPlane, PublisherAnswer, RelaySource

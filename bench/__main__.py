@@ -1,6 +1,6 @@
 """python -m bench <scenario> [--json FILE] [--duration S] [--smoke] [--sizes N,...] [--log-dir DIR]
 
-Scenarios: join, audio-room, fanout, relay, all. Runs inside the private network namespace of
+Scenarios: join, audio-room, fanout, relay, fanout-joins, all. Runs inside the private network namespace of
 scripts/netns-run (re-executing itself there when root and not inside yet): the SDKs and the light peers
 gather ICE candidates on 10.213.0.1; everything else stays on 127.0.0.1.
 """
@@ -20,7 +20,7 @@ from bench.result import ScenarioError
 from bench.scenarios import SCENARIOS, Options
 
 REPO = Path(__file__).resolve().parent.parent
-ORDER = ("join", "audio-room", "fanout", "relay")
+ORDER = ("join", "audio-room", "fanout", "relay", "fanout-joins")
 JANUS_SCENARIOS = ("audio-room", "fanout", "all")
 
 

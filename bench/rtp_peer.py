@@ -1,7 +1,7 @@
 """The light WebRTC peer of the load generator: real ICE + DTLS-SRTP (aiortc), no encoder, no decoder.
 
 Publishers send pre-built RTP (bench/rtp.py) through a passthrough sender; subscribers count what arrives and
-read the send-time trailer. The aiortc internals this needs are the SFU's own hooks (actors/media/hooks.py:
+read the send-time trailer. The aiortc internals this needs are the SFU's own hooks (actors/media/hooks/:
 PassthroughSender, TapReceiver, TapDtlsTransport), imported here and nowhere else in bench/.
 """
 

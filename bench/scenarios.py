@@ -10,7 +10,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,8 +30,6 @@ MEDIA_WAIT = 30.0  # seconds for every subscriber to receive its first packet of
 WARMUP = 2.0
 IDLE_WINDOW = 8.0  # seconds of the connected-but-silent window after the media window (at most the duration)
 MEDIA_WORKER_COMM = "ray::MediaWorke"  # a MediaWorker actor's process name, as /proc cuts it (15 chars)
-PARTICIPANT_COMM = "ray::Participan"
-TEARDOWN_WAIT = 120.0  # seconds for the sequential joiners' Participant actors to exit after they leave
 SETTLE = 2.0  # seconds between stopping the senders and that window
 JOIN_BATCH = 5  # light peers joining at once
 
@@ -79,18 +77,22 @@ async def _burst(server: Server, prefix: str, n: int) -> Burst:
     return Burst([ms for _, ms in joined], failures, wall, [client for client, _ in joined])
 
 
-async def _join_run(server: Server, sequential: int, concurrent: int, idle_s: float) -> dict[str, Any]:
-    """Sequential joins into one room; with them connected, PSS and an idle window. Then they leave, and
-    `concurrent` SDKs join a new room at once: right away (while the server stops the leavers' actors),
-    then again once every Participant actor process is gone (a settled server)."""
+async def _join_run(
+    server: Server, sequential: int, concurrent: int, light: int, idle_s: float
+) -> dict[str, Any]:
+    """An empty server's processes, PSS and CPU; then `sequential` SDK joins (rooms of two) and the same
+    with them connected; they leave; `concurrent` SDK joins at once into one new room; they leave; then
+    `light` light peers (rooms of two, JOIN_BATCH at a time) and the idle server with them connected."""
+    processes_empty = await asyncio.to_thread(_server_processes, server.pid)
+    empty = await measure_window(server.pid, idle_s)
     base = await server_pss_mb(server.pid)
-    room = f"join-seq-{secrets.token_hex(3)}"
     clients: list[Any] = []
     seq_ms: list[float] = []
+    tag = secrets.token_hex(2)
     cpu_start = await asyncio.to_thread(_tree_cpu_now, server.pid)
     t0 = time.monotonic()
     for i in range(sequential):
-        client, ms = await _sdk_join(server, f"p{i}", room)
+        client, ms = await _sdk_join(server, f"p{i}", f"join-{tag}-{i // 2}")
         clients.append(client)
         seq_ms.append(ms)
         if (i + 1) % 20 == 0:
@@ -99,27 +101,63 @@ async def _join_run(server: Server, sequential: int, concurrent: int, idle_s: fl
     join_cpu_s = (await asyncio.to_thread(_tree_cpu_now, server.pid)) - cpu_start
     await asyncio.sleep(2)  # let the last participant updates settle
     with_n = await server_pss_mb(server.pid)
+    processes_with_n = await asyncio.to_thread(_server_processes, server.pid)
     idle = await measure_window(server.pid, idle_s)
     for client in clients:
         await client.disconnect()
-    during = await _burst(server, "t", concurrent)
-    for client in during.clients:
-        await client.disconnect()
-    teardown_s = await _wait_participants_gone(server.pid)
+    await asyncio.sleep(2)
     settled = await _burst(server, "c", concurrent)
     for client in settled.clients:
         await client.disconnect()
+    light_run = await _light_run(server, light, idle_s)
     return {
+        "processes_empty": processes_empty,
+        "processes_with_n": processes_with_n,
+        "empty": empty,
         "pss_base_mb": round(base, 1),
         "pss_with_n_mb": round(with_n, 1),
         "sequential_ms": seq_ms,
         "sequential_wall_s": seq_wall,
         "sequential_server_cpu_s": join_cpu_s,
-        "during_teardown": during,
-        "teardown_s": teardown_s,
         "settled": settled,
         "idle": idle,
+        **light_run,
     }
+
+
+async def _light_run(server: Server, n: int, idle_s: float) -> dict[str, Any]:
+    """`n` light peers in rooms of two, all connected at once: how many made it, the server idle."""
+    peers: list[LiveKitPeer] = []
+    failures: list[str] = []
+    tag = secrets.token_hex(2)
+    try:
+        for start in range(0, n, JOIN_BATCH):
+            batch = [
+                LiveKitPeer(server.url, server.token(f"l{i}", f"light-{tag}-{i // 2}"), f"l{i}")
+                for i in range(start, min(n, start + JOIN_BATCH))
+            ]
+            outcomes = await asyncio.gather(*(p.connect() for p in batch), return_exceptions=True)
+            for peer, outcome in zip(batch, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    failures.append(f"{type(outcome).__name__}: {outcome}")
+                    await peer.close()
+                else:
+                    peers.append(peer)
+            if (start + JOIN_BATCH) % 100 == 0:
+                print(f"   {start + JOIN_BATCH} light peers", file=sys.stderr, flush=True)
+        await asyncio.sleep(2)
+        processes = await asyncio.to_thread(_server_processes, server.pid)
+        pss = await server_pss_mb(server.pid)
+        idle = await measure_window(server.pid, idle_s)
+        return {
+            "light_connected": len(peers),
+            "light_failures": failures,
+            "light_processes": processes,
+            "light_pss_mb": round(pss, 1),
+            "light_idle": idle,
+        }
+    finally:
+        await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
 
 
 def _tree_cpu_now(pid: int) -> float:
@@ -127,22 +165,8 @@ def _tree_cpu_now(pid: int) -> float:
     return sum(all_stats[p].utime + all_stats[p].stime for p in descendants(all_stats, pid)) / CLOCK_TICKS
 
 
-def _participant_processes(pid: int) -> int:
-    all_stats = read_stats()
-    return sum(1 for p in descendants(all_stats, pid) if all_stats[p].comm == PARTICIPANT_COMM)
-
-
-async def _wait_participants_gone(pid: int) -> float:
-    """Seconds until the server's tree has no Participant actor process left (ScenarioError after
-    TEARDOWN_WAIT: sessions that never end are a finding, not something to measure past)."""
-    started = time.monotonic()
-    while left := await asyncio.to_thread(_participant_processes, pid):
-        if time.monotonic() - started > TEARDOWN_WAIT:
-            raise ScenarioError(
-                f"{left} Participant actor processes still running {TEARDOWN_WAIT:.0f} s after all left"
-            )
-        await asyncio.sleep(0.5)
-    return time.monotonic() - started
+def _server_processes(pid: int) -> int:
+    return len(descendants(read_stats(), pid))
 
 
 def _burst_figures(burst: Burst, key: str) -> dict[str, Any]:
@@ -156,34 +180,58 @@ def _burst_figures(burst: Burst, key: str) -> dict[str, Any]:
     }
 
 
+def _ms_per_s(window: Window) -> float:
+    return window.server_cpu_s * 1000 / window.seconds
+
+
 def run_join(opts: Options) -> dict[str, Any]:
-    sequential, concurrent = (10, 5) if opts.smoke else (100, 20)
+    sequential, concurrent, light = (10, 5, 10) if opts.smoke else (100, 50, 500)
     idle_s = min(opts.duration, 10.0)
-    result = new_result("join", sequential=sequential, concurrent=concurrent, client="livekit python SDK")
+    result = new_result(
+        "join", sequential=sequential, concurrent=concurrent, light=light, client="livekit python SDK"
+    )
     with running_raysfu(opts.log_dir / "join") as server:
-        run = asyncio.run(_join_run(server, sequential, concurrent, idle_s))
+        run = asyncio.run(_join_run(server, sequential, concurrent, light, idle_s))
     seq = run["sequential_ms"]
+    empty: Window = run["empty"]
     idle: Window = run["idle"]
+    light_idle: Window = run["light_idle"]
     result.update(
         join_ms_p50=stats.rounded(stats.percentile(seq, 50), 1),
         join_ms_p99=stats.rounded(stats.percentile(seq, 99), 1),
         **_burst_figures(run["settled"], "join_concurrent"),
-        **_burst_figures(run["during_teardown"], "join_concurrent_during_teardown"),
-        teardown_s=round(run["teardown_s"], 1),
         join_sequential_wall_s=round(run["sequential_wall_s"], 2),
         server_cpu_ms_per_join=round(run["sequential_server_cpu_s"] * 1000 / sequential, 1),
+        server_processes_empty=run["processes_empty"],
+        server_processes_with_n=run["processes_with_n"],
+        server_processes_with_light=run["light_processes"],
+        server_empty_cpu_ms_per_s=round(_ms_per_s(empty), 1),
+        server_empty_cpu_ms_per_s_by_process={
+            k: round(v * 1000 / empty.seconds, 1) for k, v in sorted(empty.server_cpu_by_process.items())
+        },
+        server_idle_cpu_ms_per_s_per_participant=round((_ms_per_s(idle) - _ms_per_s(empty)) / sequential, 2),
         pss_mb_server_idle=run["pss_base_mb"],
         pss_mb_server_with_n=run["pss_with_n_mb"],
         pss_mb_per_participant=round((run["pss_with_n_mb"] - run["pss_base_mb"]) / sequential, 2),
         idle_server_cpu_pct_with_n=round(idle.server_cpu_s * 100 / idle.seconds, 1),
+        light_connected=run["light_connected"],
+        light_failed=len(run["light_failures"]),
+        light_errors=sorted(set(run["light_failures"]))[:5],
+        light_server_idle_cpu_pct=round(light_idle.server_cpu_s * 100 / light_idle.seconds, 1),
+        light_pss_mb=run["light_pss_mb"],
+        light_server_idle_cpu_ms_per_s_per_participant=round(
+            (_ms_per_s(light_idle) - _ms_per_s(empty)) / max(run["light_connected"], 1), 3
+        ),
         sdk_client_cpu_ms_per_s_idle=round(idle.generator_cpu_s * 1000 / idle.seconds / sequential, 2),
         join_ms_all_sequential=[round(x, 1) for x in seq],
     )
     result["notes"].append(
         "join time = token minted -> rtc.Room.connect() returned (signalling + subscriber PC connected); "
-        "PSS per participant = (server tree PSS with all sequential joiners connected - before) / N; "
-        "join_concurrent = the burst on a settled server (after every leaver's Participant actor exited, "
-        "teardown_s), join_concurrent_during_teardown = the same burst started right after the leavers left"
+        "sequential joins go into rooms of two; PSS per participant = (server tree PSS with all sequential "
+        "joiners connected - empty) / N; idle CPU per participant = (idle server with N connected - empty "
+        "server) / N, each over the same window; join_concurrent = that many SDK joins at once into one new "
+        "room; light = light peers (bench.livekit_peer) in rooms of two, connected JOIN_BATCH at a time, "
+        "then an idle window with all of them connected"
     )
     return result
 
@@ -254,10 +302,12 @@ async def _measure(
     duration: float,
     counters: Callable[[], list[StreamCounter]],
     senders: Callable[[], list[Any]],
+    during: Callable[[], Awaitable[object]] | None = None,
 ) -> tuple[Window, Window, list[StreamCounter]]:
     """The media window, then the idle window: the same sessions still connected, the senders stopped.
     The idle window's rate is the server's fixed cost for these sessions (Ray processes, ICE consent, RTCP);
-    what the media window spends above it is the cost of forwarding."""
+    what the media window spends above it is the cost of forwarding. `during` runs as the window starts,
+    and is waited for before it ends."""
     if not await _wait_media(counters, plan.expected_streams):
         live = [c for c in counters() if c.packets > 0]
         if not live:
@@ -271,19 +321,46 @@ async def _measure(
         c.reset()
     for s in senders():
         s.stats.late_ticks = 0
+    background = asyncio.ensure_future(during()) if during is not None else None
     window = await measure_window(server_pid, duration)
     final = [c.snapshot() for c in counters()]  # what arrives after the window is not the window's
+    if background is not None:
+        await background
     await asyncio.gather(*(s.stop() for s in senders()))
     await asyncio.sleep(SETTLE)
     idle = await measure_window(server_pid, min(IDLE_WINDOW, duration))
     return window, idle, final
 
 
-async def _raysfu_media(server: Server, plan: MediaPlan, duration: float, log_dir: Path) -> MediaRun:
+async def _raysfu_media(
+    server: Server, plan: MediaPlan, duration: float, log_dir: Path, joiners: int = 0
+) -> MediaRun:
     room = f"{plan.scenario}-{secrets.token_hex(3)}"
     pss_base = await server_pss_mb(server.pid)
     peers: list[LiveKitPeer] = []
     join_ms: list[float] = []
+    others: list[LiveKitPeer] = []
+    others_ms: list[float] = []
+
+    async def join_others() -> None:
+        """Rounds of `joiners` light peers joining other rooms (of two) at once, then leaving, for as long
+        as the window lasts, while the room's media flows."""
+        end = asyncio.get_running_loop().time() + duration
+        rounds = 0
+        while asyncio.get_running_loop().time() < end:
+            tag = f"{secrets.token_hex(2)}-{rounds}"
+            batch = [
+                LiveKitPeer(
+                    server.url, server.token(f"j{i}", f"{plan.scenario}-joins-{tag}-{i // 2}"), f"j{i}"
+                )
+                for i in range(joiners)
+            ]
+            outcomes = await asyncio.gather(*(p.connect() for p in batch), return_exceptions=True)
+            others_ms.extend(o for o in outcomes if isinstance(o, float))
+            others.extend(batch)
+            await asyncio.gather(*(p.close() for p in batch), return_exceptions=True)
+            rounds += 1
+
     try:
         for start in range(0, plan.participants, JOIN_BATCH):
             batch = [
@@ -304,12 +381,20 @@ async def _raysfu_media(server: Server, plan: MediaPlan, duration: float, log_di
         run = await _measured_run(
             server.pid, plan, duration, peers, subscribers, join_ms, pss_base, pss_joined,
             lambda: {"client_errors": sorted({e for p in peers for e in p.errors})[:10]},
+            join_others if joiners else None,
         )  # fmt: skip
         if plan.scenario == "relay":  # while everyone is still connected
             run.extra["media_workers"] = await asyncio.to_thread(_worker_summary, log_dir)
+        if joiners:
+            run.extra.update(
+                joins_during_window=len(others),
+                joins_during_window_connected=len(others_ms),
+                joins_during_window_ms_p50=stats.rounded(stats.percentile(others_ms, 50), 1),
+                joins_during_window_ms_p99=stats.rounded(stats.percentile(others_ms, 99), 1),
+            )
         return run
     finally:
-        await asyncio.gather(*(p.close() for p in peers), return_exceptions=True)
+        await asyncio.gather(*(p.close() for p in [*peers, *others]), return_exceptions=True)
 
 
 async def _measured_run(
@@ -322,6 +407,7 @@ async def _measured_run(
     pss_base: float,
     pss_joined: float,
     extra: Callable[[], dict[str, Any]],
+    during: Callable[[], Awaitable[object]] | None = None,
 ) -> MediaRun:
     """Measure a connected room (raysfu's or Janus's, same peers' interface) and gather its figures."""
 
@@ -331,7 +417,7 @@ async def _measured_run(
     def senders() -> list[Any]:
         return [s for p in peers for s in p.senders]
 
-    window, idle, final = await _measure(pid, plan, duration, counters, senders)
+    window, idle, final = await _measure(pid, plan, duration, counters, senders, during)
     pss_media = await server_pss_mb(pid)
     return MediaRun(
         join_ms=join_ms,
@@ -455,7 +541,11 @@ def _ratios(ours: dict[str, Any], peer: dict[str, Any]) -> dict[str, float | Non
 
 
 def run_media(
-    plan: MediaPlan, opts: Options, extra_args: tuple[str, ...] = (), with_janus: bool = True
+    plan: MediaPlan,
+    opts: Options,
+    extra_args: tuple[str, ...] = (),
+    with_janus: bool = True,
+    joiners: int = 0,
 ) -> dict[str, Any]:
     result = new_result(
         f"{plan.scenario}-{plan.n}", n=plan.n, duration_s=opts.duration, server_args=list(extra_args),
@@ -464,7 +554,7 @@ def run_media(
     )  # fmt: skip
     log_dir = opts.log_dir / result["scenario"]
     with running_raysfu(log_dir, extra_args=extra_args) as server:
-        run = asyncio.run(_raysfu_media(server, plan, opts.duration, log_dir))
+        run = asyncio.run(_raysfu_media(server, plan, opts.duration, log_dir, joiners))
         ours = media_figures(plan, run)
     result.update(ours)
     if with_janus:
@@ -556,4 +646,30 @@ def _relay(opts: Options) -> list[dict[str, Any]]:
     return [result]
 
 
-SCENARIOS.update({"join": run_join, "audio-room": _audio_room, "fanout": _fanout, "relay": _relay})
+def _fanout_joins(opts: Options) -> list[dict[str, Any]]:
+    """Fan-out 10 on one media worker, without and then with 20 light peers joining other rooms during the
+    window: the rooms' and sessions' control work shares the worker's event loop with the media."""
+    n, joiners = (3, 4) if opts.smoke else (10, 20)
+    args = ("--workers", "1")
+    quiet = run_media(MediaPlan("fanout-joins", n), opts, extra_args=args, with_janus=False)
+    busy = run_media(MediaPlan("fanout-joins", n), opts, extra_args=args, with_janus=False, joiners=joiners)
+    keys = ("latency_ms_p50", "latency_ms_p99", "loss_pct", "cpu_us_per_forwarded_packet", "forwarded_pps")
+    busy["without_joins"] = {k: quiet.get(k) for k in keys}
+    a, b = busy.get("latency_ms_p99"), quiet.get("latency_ms_p99")
+    busy["latency_p99_with_over_without_joins"] = round(a / b, 2) if a and b else None
+    busy["notes"].append(
+        f"--workers 1: fan-out {n}, then the same with rounds of {joiners} light peers joining other rooms "
+        "(of two) at once and leaving, for the whole window, on the same worker; without_joins: the first run"
+    )
+    return [busy]
+
+
+SCENARIOS.update(
+    {
+        "join": run_join,
+        "audio-room": _audio_room,
+        "fanout": _fanout,
+        "relay": _relay,
+        "fanout-joins": _fanout_joins,
+    }
+)

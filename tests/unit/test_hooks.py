@@ -1,4 +1,4 @@
-"""The aiortc/aioice/pylibsrtp/asyncio internals actors/media/hooks.py relies on: an upgrade must fail here,
+"""The aiortc/aioice/pylibsrtp/asyncio internals actors/media/hooks/ relies on: an upgrade must fail here,
 loudly."""
 
 import asyncio
@@ -151,8 +151,8 @@ def test_install_patches_payload_types_and_codecs() -> None:
     assert {"video/VP9", "video/AV1"} <= mimes
     pts = [c.payloadType for c in aiortc.codecs.CODECS["video"]]
     assert len(pts) == len(set(pts))
-    assert aioice.ice.Connection.data_received is hooks._bounded_data_received
-    assert aioice.ice.StunProtocol.datagram_received is hooks._demuxed_datagram_received
+    assert aioice.ice.Connection.data_received is hooks.aioice.bounded_data_received
+    assert aioice.ice.StunProtocol.datagram_received is hooks.aioice.demuxed_datagram_received
 
 
 def test_egress_refuses_when_ice_has_no_pair_but_dtls_still_says_connected() -> None:

@@ -11,14 +11,9 @@ import aioice.stun
 import pytest
 
 from actors.errors import CandidateError
-from actors.media import ice
-from actors.media.ice import (
-    fixed_host_addresses,
-    parse_candidate_init,
-    restrict_host_addresses,
-    rtc_configuration,
-    use_rfc_consent_freshness,
-)
+from actors.media.hooks import aioice as ice
+from actors.media.hooks import fixed_host_addresses, restrict_host_addresses, use_rfc_consent_freshness
+from actors.media.ice import parse_candidate_init, rtc_configuration
 
 
 @pytest.fixture
@@ -50,7 +45,7 @@ async def test_aioice_gathers_only_the_configured_address(restore_aioice: None) 
 
 def test_empty_restriction_restores_aioice_default(restore_aioice: None) -> None:
     restrict_host_addresses(["127.0.0.1"])
-    assert aioice.ice.get_host_addresses.__module__ == "actors.media.ice"
+    assert aioice.ice.get_host_addresses.__module__ == "actors.media.hooks.aioice"
     restrict_host_addresses([])
     assert aioice.ice.get_host_addresses.__module__ == "aioice.ice"
     assert "127.0.0.1" not in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)

@@ -62,7 +62,7 @@ async def test_malformed_rtp_rtcp_and_unknown_ssrcs_are_dropped(caplog: pytest.L
         receiver, video_ssrc, video_pt = published_video(room)
         tap = receiver.transport  # the worker's TapDtlsTransport: decrypted packets enter here
         assert isinstance(tap, hooks.TapDtlsTransport)
-        hooks._ratelog._last.clear()
+        hooks.common.ratelog._last.clear()
         downtrack._ratelog._last.clear()
         before = Counter(hooks.counters)
         caplog.set_level(logging.WARNING, logger="actors.media")

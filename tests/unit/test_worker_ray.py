@@ -9,7 +9,7 @@ import pytest
 import ray
 
 from actors.directory import Directory, Member
-from actors.media.ice import restrict_host_addresses
+from actors.media.hooks import restrict_host_addresses
 from actors.naming import NAMESPACE, media_actor
 from actors.settings import MediaSettings
 from actors.worker import create_media_worker

@@ -1,0 +1,95 @@
+"""Every use of aiortc / aioice / pylibsrtp internals by the media plane (pinned aiortc==1.16.0,
+aioice==0.13.0, pylibsrtp==1.0.0).
+
+aiortc has no passthrough API, so the SFU swaps the class of three of its objects (per object, so that
+ordinary aiortc peers in the same process, e.g. test clients, keep decoding and encoding):
+- TapDtlsTransport (RTCDtlsTransport): keeps the decrypted RAW bytes, routes by MID when SSRC/PT routing
+  fails, admits only SSRCs its tap receiver accepts, and counts what it drops; `_handle_rtp_data` and
+  `_handle_rtcp_data` keep a handler's exception from closing the transport. Uses `_rtp_router` (route_rtp,
+  route_rtcp, mid_table, ssrc_table) and `_rtp_header_extensions_map`. The hot path, `_receive_srtp`, takes
+  an SRTP packet straight from the ICE connection's datagram callback (no queue, no task switch: what
+  `_recv_next` does for it, with `_state`, `_rx_srtp`, `_RTCDtlsTransport__rx_bytes/__rx_packets`) and
+  gives a packet of a known SSRC to its tap receiver without aiortc's `RtpPacket.parse`.
+- TapReceiver (RTCRtpReceiver): `receive()` starts no decoder thread; `_tap_rtp` keeps RR statistics
+  (`StreamStatistics.add` reads only the sequence number and timestamp, so it takes our parsed header),
+  unwraps RTX, NACKs per SSRC, learns ssrc -> rid, and hands raw bytes to its sink. Uses the name-mangled
+  `_RTCRtpReceiver__started/__codecs/__rtx_ssrc/__rtcp_task/__remote_streams/__rtcp_ssrc/__nack_generator`,
+  `_run_rtcp`, `_send_rtcp`, `_send_rtcp_pli`, `_send_rtcp_nack`, `_enabled`,
+  `transport._register_rtp_receiver`.
+- PassthroughSender (RTCRtpSender): no encoder; `send_now` sends rewritten bytes through its Egress: what
+  `RTCDtlsTransport._send_rtp` does, without its four awaits (`_state`, `_tx_srtp` and its libsrtp session
+  `_srtp`, called through pylibsrtp's cffi `_binding`, `_RTCDtlsTransport__tx_bytes/__tx_packets`, the ICE
+  transport's `_connection._nominated` pair's `protocol.transport`, that asyncio transport's `_sock`, and
+  `remote_addr`), and keeps `_RTCRtpSender__ntp_timestamp/__rtp_timestamp/__packet_count/__octet_count`
+  true for its sender reports; `_run_rtp` replaced (sets `_RTCRtpSender__rtp_started/__rtp_exited`);
+  `_handle_rtcp_packet` serves NACKs from its own history (RTX with `_rtx_ssrc`) and passes PLI/FIR and
+  REMB to its listener. Uses `_ssrc`, `_stream_id`, `_track_id`.
+Also: `RTCRtpTransceiver._codecs/_headerExtensions` (negotiated parameters, rid extension patch),
+`RTCPeerConnection._RTCPeerConnection__connect` (starts senders added by a renegotiation),
+`RTCPeerConnection._RTCPeerConnection__sctp._bundled` (fix_sctp_bundle),
+`aiortc.rtp.DYNAMIC_PAYLOAD_TYPES` and `aiortc.codecs.CODECS` (install()), `aioice.ice.Connection.
+data_received` and its `_queue` (bounded, and short-cut to the tap transport, by install()),
+`aioice.ice.StunProtocol.datagram_received` (media skips its STUN parse attempt) with its `receiver` and
+`local_candidate`.
+`aioice.ice.get_host_addresses` (host candidates on the configured addresses only) and
+`aioice.ice.Connection.query_consent` (RFC 7675 consent freshness, with `_nominated` and
+`_query_consent_task`) are replaced process-wide.
+tests/unit/test_hooks.py and tests/unit/test_ice.py check each of these names so that an upgrade fails
+loudly.
+
+One module per aiortc object each piece stands in for: rtcdtlstransport (TapDtlsTransport), rtcrtpreceiver
+(TapReceiver), rtcrtpsender (PassthroughSender, Egress), rtcpeerconnection (transceivers, the connect step,
+SCTP bundling), aioice (the ICE patches), process (`install`), common (drop counters, the sink protocol).
+"""
+
+from actors.media.hooks.aioice import (
+    MAX_ICE_QUEUE,
+    fixed_host_addresses,
+    query_consent,
+    restrict_host_addresses,
+    use_rfc_consent_freshness,
+)
+from actors.media.hooks.common import RtpSink, counters
+from actors.media.hooks.process import install
+from actors.media.hooks.rtcdtlstransport import TapDtlsTransport, tap_transport
+from actors.media.hooks.rtcpeerconnection import (
+    add_header_extensions,
+    fix_sctp_bundle,
+    negotiated_codecs,
+    negotiated_extensions,
+    start_transceivers,
+)
+from actors.media.hooks.rtcrtpreceiver import MAX_LEARNED_SSRCS, TapReceiver, tap_receiver
+from actors.media.hooks.rtcrtpsender import (
+    Egress,
+    PassthroughSender,
+    SenderListener,
+    label_sender,
+    passthrough_sender,
+)
+
+__all__ = [
+    "MAX_ICE_QUEUE",
+    "MAX_LEARNED_SSRCS",
+    "Egress",
+    "PassthroughSender",
+    "RtpSink",
+    "SenderListener",
+    "TapDtlsTransport",
+    "TapReceiver",
+    "add_header_extensions",
+    "counters",
+    "fix_sctp_bundle",
+    "fixed_host_addresses",
+    "install",
+    "label_sender",
+    "negotiated_codecs",
+    "negotiated_extensions",
+    "passthrough_sender",
+    "query_consent",
+    "restrict_host_addresses",
+    "start_transceivers",
+    "tap_receiver",
+    "tap_transport",
+    "use_rfc_consent_freshness",
+]

@@ -1,0 +1,126 @@
+"""aioice, patched process-wide (a media worker hosts nothing but SFU connections): media datagrams skip the
+STUN parse, ICE receive queues are bounded and short-cut to the tap transport, host candidates only on
+the configured addresses, and RFC 7675 consent freshness in place of aioice's 0.5 s single-try checks."""
+
+import asyncio
+import ipaddress
+import logging
+import random
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Protocol
+
+import aioice.ice
+import aioice.stun
+
+from actors.media.hooks.common import counters, ratelog
+
+if TYPE_CHECKING:
+    from actors.media.hooks.rtcdtlstransport import TapDtlsTransport
+
+log = logging.getLogger(__name__)
+
+MAX_ICE_QUEUE = 2048  # datagrams waiting in one aioice connection before we drop (aioice's is unbounded)
+
+
+_stun_datagram_received = aioice.ice.StunProtocol.datagram_received
+
+
+def demuxed_datagram_received(self: Any, data: bytes, addr: tuple[Any, ...]) -> None:
+    """aioice tries to parse every datagram as STUN and takes the ValueError as "not STUN": RFC 7983 tells
+    them apart by the first byte (STUN 0-3, DTLS 20-63, RTP/RTCP 128-191), so media skips the attempt."""
+    if data and data[0] > 3:
+        self.receiver.data_received(data, self.local_candidate.component)
+    else:
+        _stun_datagram_received(self, data, addr)
+
+
+def bounded_data_received(self: Any, data: bytes, component: int) -> None:
+    queue: asyncio.Queue[Any] = self._queue
+    tap: TapDtlsTransport | None = self.sfu_tap
+    if (
+        tap is not None
+        and len(data) > 12
+        and 127 < data[0] < 192  # SRTP or SRTCP
+        and not 191 < data[1] < 224  # not SRTCP (RFC 5761)
+        and not queue.qsize()  # nothing queued before it: the order stays
+        and tap._receive_srtp(data)
+    ):
+        return
+    if queue.qsize() >= MAX_ICE_QUEUE:
+        counters["dropped_ice_queue_full"] += 1
+        ratelog.warning("ice_queue", "ICE receive queue full (%d): dropping datagrams", MAX_ICE_QUEUE)
+        return
+    queue.put_nowait((data, component))
+
+
+class HostAddresses(Protocol):
+    """The signature of `aioice.ice.get_host_addresses` (aioice calls it with keywords)."""
+
+    def __call__(self, use_ipv4: bool, use_ipv6: bool) -> list[str]: ...
+
+
+_aioice_default: HostAddresses = aioice.ice.get_host_addresses
+
+
+def fixed_host_addresses(addresses: Iterable[str]) -> HostAddresses:
+    """A replacement for `aioice.ice.get_host_addresses` that returns exactly `addresses`, by family."""
+    parsed = [ipaddress.ip_address(a) for a in addresses]
+
+    def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [str(a) for a in parsed if (a.version == 4 and use_ipv4) or (a.version == 6 and use_ipv6)]
+
+    return get_host_addresses
+
+
+def restrict_host_addresses(addresses: Iterable[str]) -> None:
+    """Gather host candidates only on `addresses` (all interfaces but loopback again when empty).
+
+    Process-wide: aioice looks the function up in its module at every gathering, and a media worker
+    process hosts nothing but SFU connections.
+    """
+    wanted = tuple(addresses)
+    aioice.ice.get_host_addresses = fixed_host_addresses(wanted) if wanted else _aioice_default
+    log.info("ICE host candidates on %s", ", ".join(wanted) if wanted else "every non-loopback interface")
+
+
+CONSENT_INTERVAL = 5.0  # seconds between consent checks, randomised 0.8-1.2x (RFC 7675)
+CONSENT_EXPIRY = 30.0  # seconds without an answer after which consent expires (RFC 7675)
+CONSENT_RETRANSMISSIONS = 3  # per check (STUN RTO 0.5 s, doubling): an answer up to 7.5 s late still counts
+
+
+async def query_consent(connection: aioice.ice.Connection) -> None:
+    """RFC 7675 consent freshness, in place of aioice's `Connection.query_consent`.
+
+    aioice gives each check one try of 0.5 s and expires consent after six missed checks in a row, so a
+    peer that answers every check but takes longer than 0.5 s (a client behind a bloated uplink, a phone
+    or a generator under load) was disconnected after ~30 s. Here each check is a STUN transaction with
+    its retransmissions, and consent expires once no check has been answered for CONSENT_EXPIRY, as the
+    RFC words it. Reaches into aioice 0.13's `_nominated` and `_query_consent_task` (tests/unit/test_ice.py).
+    """
+    assert connection.remote_password is not None  # checks start once connect() has it, as aioice's
+    key = connection.remote_password.encode("utf8")
+    loop = asyncio.get_running_loop()
+    answered = loop.time()
+    while True:
+        await asyncio.sleep(CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+        for pair in list(connection._nominated.values()):
+            request = connection.build_request(pair, nominate=False)
+            try:
+                await pair.protocol.request(
+                    request, pair.remote_addr, integrity_key=key, retransmissions=CONSENT_RETRANSMISSIONS
+                )
+                answered = loop.time()
+            except aioice.stun.TransactionError:
+                pass
+        silent = loop.time() - answered
+        if silent >= CONSENT_EXPIRY:
+            log.info("%r: consent to send expired (consent checks unanswered for %.1f s)", connection, silent)
+            connection._query_consent_task = None  # close() would cancel this very task otherwise
+            await connection.close()
+            return
+
+
+def use_rfc_consent_freshness() -> None:
+    """Every aioice connection of this process checks consent with `query_consent` (process-wide, as
+    `restrict_host_addresses`: a media worker hosts nothing but SFU connections)."""
+    aioice.ice.Connection.query_consent = query_consent  # type: ignore[method-assign,assignment]
