@@ -79,6 +79,20 @@ class ActorRef:
         return self.label
 
 
+def tell_many(messages: list[tuple[ActorRef, tuple[Any, ...]]], method: str, task: str) -> None:
+    """Send `method(*args)` to each (ref, args), without waiting: one Ray call per other host for all its
+    targets (`task` names it), an enqueue each for this host's. Each target gets its messages in order."""
+    remote: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
+    for ref, args in messages:
+        host = _local
+        if host is not None and host.name == ref.host:
+            spawn(host.dispatch(ref.address, method, args), f"{ref.label}.{method}")
+        else:
+            remote.setdefault(ref.host, []).append((ref.address, args))
+    for worker, batch in remote.items():
+        spawn(call_worker(worker, "deliver_many", method, batch, task=task), f"{task} to {worker}")
+
+
 def call_worker(worker: str, method: str, *args: Any, task: str) -> Awaitable[Any]:
     """Call a host's own method (`task` names the call in the Ray dashboard); ActorGone if it died."""
     host = _local
@@ -157,6 +171,13 @@ class Host:
     ) -> Any:
         """A message from another process (see ActorRef.call)."""
         return await self.dispatch(address, method, args, kwargs)
+
+    async def deliver_many(self, method: str, messages: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """Messages from another process for several actors here (see tell_many); those for actors that
+        have ended are dropped."""
+        for address, args in messages:
+            if address in self._actors:
+                spawn(self.dispatch(address, method, args), f"{address}.{method}")
 
     async def hold(self) -> None:
         """Pending until this host dies: how other hosts and gateways notice its death (see `watch`)."""

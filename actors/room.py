@@ -26,7 +26,7 @@ from actors.errors import (
 )
 from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
 from actors.forwarder import Close, Command, SetMuted, Subscribe, Unsubscribe
-from actors.hosting import ActorRef, call_worker
+from actors.hosting import ActorRef, call_worker, tell_many
 from actors.inbox import Sequencer
 from actors.naming import participant_label, room_label, track_label
 from actors.participant import JoinParams
@@ -486,9 +486,13 @@ class Room:
         seat.handle.tell("room_event", seq, event)
 
     def _broadcast(self, event: RoomEvent, exclude: str = "") -> None:
-        for seat in self._seats.values():
-            if seat.info.sid != exclude:
-                self._notify(seat, event)
+        """Tell every participant but `exclude`: one Ray call per other worker for all its participants."""
+        messages = [
+            (seat.handle, (self._counters.sequencer.next(seat.info.sid), event))
+            for seat in self._seats.values()
+            if seat.info.sid != exclude
+        ]
+        tell_many(messages, "room_event", f"{self.ref}.broadcast")
 
     def _push_directory(self) -> None:
         self._counters.directory_version += 1

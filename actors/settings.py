@@ -21,3 +21,6 @@ class MediaSettings:
     participants_per_worker: int = 100
     workers_per_node: int = 0  # 0 = one per CPU
     stun_servers: tuple[str, ...] = field(default=())
+    # CRC32 digests of the first N RTP payloads per track and per subscription, in media_stats: for tests
+    # that check the bytes pass through unchanged; 0 (the default) keeps them off the hot path.
+    payload_digests: int = 0

@@ -81,7 +81,7 @@ class MediaWorker(Host):
         self._links = WorkerLinks(name, self._counters)
         self._refused_senders: set[str] = set()  # sids whose "no permission" drop was logged already
         self._ratelog = RateLimitedLog(log)
-        self._media = MediaPlane(name, self._peer)
+        self._media = MediaPlane(name, self._peer, digest_limit=settings.payload_digests)
         # Where other workers reach this one's relay socket (127.0.0.1 on a dev server).
         self._node_ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
 

@@ -32,6 +32,7 @@ IDLE_WINDOW = 8.0  # seconds of the connected-but-silent window after the media 
 MEDIA_WORKER_COMM = "ray::MediaWorke"  # a MediaWorker actor's process name, as /proc cuts it (15 chars)
 SETTLE = 2.0  # seconds between stopping the senders and that window
 JOIN_BATCH = 5  # light peers joining at once
+JOIN_ROUND_EVERY = 5.0  # seconds between two rounds of joins in fanout-joins
 
 
 @dataclass(frozen=True)
@@ -343,11 +344,12 @@ async def _raysfu_media(
     others_ms: list[float] = []
 
     async def join_others() -> None:
-        """Rounds of `joiners` light peers joining other rooms (of two) at once, then leaving, for as long
-        as the window lasts, while the room's media flows."""
-        end = asyncio.get_running_loop().time() + duration
+        """A round of `joiners` light peers joining other rooms (of two) at once every JOIN_ROUND_EVERY s,
+        each round leaving as the next joins, for as long as the window lasts, while the media flows."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + duration
         rounds = 0
-        while asyncio.get_running_loop().time() < end:
+        while (started := loop.time()) < end:
             tag = f"{secrets.token_hex(2)}-{rounds}"
             batch = [
                 LiveKitPeer(
@@ -358,6 +360,7 @@ async def _raysfu_media(
             outcomes = await asyncio.gather(*(p.connect() for p in batch), return_exceptions=True)
             others_ms.extend(o for o in outcomes if isinstance(o, float))
             others.extend(batch)
+            await asyncio.sleep(max(0.0, min(started + JOIN_ROUND_EVERY, end) - loop.time()))
             await asyncio.gather(*(p.close() for p in batch), return_exceptions=True)
             rounds += 1
 
@@ -658,8 +661,9 @@ def _fanout_joins(opts: Options) -> list[dict[str, Any]]:
     a, b = busy.get("latency_ms_p99"), quiet.get("latency_ms_p99")
     busy["latency_p99_with_over_without_joins"] = round(a / b, 2) if a and b else None
     busy["notes"].append(
-        f"--workers 1: fan-out {n}, then the same with rounds of {joiners} light peers joining other rooms "
-        "(of two) at once and leaving, for the whole window, on the same worker; without_joins: the first run"
+        f"--workers 1: fan-out {n}, then the same with a round of {joiners} light peers joining other rooms "
+        f"(of two) at once every {JOIN_ROUND_EVERY:.0f} s (leaving as the next round joins), for the whole "
+        "window, on the same worker; without_joins: the first run"
     )
     return [busy]
 

@@ -27,6 +27,11 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="participants a media worker takes before the next one is used",
     )
+    s.add_argument(
+        "--payload-digests",
+        type=int,
+        help="keep CRC32 digests of the first N RTP payloads per track in media_stats (for tests)",
+    )
     s.add_argument("--departure-timeout", type=int, help="seconds a room stays open after the last leaves")
     s.add_argument("--empty-timeout", type=int, help="seconds a room nobody joined stays open")
 
@@ -64,6 +69,8 @@ def serve_config(args: argparse.Namespace) -> cfg.ServerConfig:
         media = replace(media, workers_per_node=args.workers)
     if args.participants_per_worker is not None:
         media = replace(media, participants_per_worker=args.participants_per_worker)
+    if args.payload_digests is not None:
+        media = replace(media, payload_digests=args.payload_digests)
     room = config.room
     if args.departure_timeout is not None:
         room = replace(room, departure_timeout=args.departure_timeout)

@@ -12,7 +12,7 @@ from actors.media import hooks, rtp
 from actors.media.codecs import codec_key
 from actors.media.hooks import PassthroughSender
 from actors.media.ratelog import RateLimitedLog
-from actors.media.uptrack import DIGEST_LIMIT, UpTrack, digest, digests_hex
+from actors.media.uptrack import UpTrack, digest, digests_hex
 
 log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
@@ -230,7 +230,7 @@ class DownTrack:
         last_out = sender.last_seq
         if last_out is None or rtp.seq_newer(out_seq, last_out):
             sender.last_seq, sender.last_ts, sender.last_time = out_seq, out_ts, now
-        if len(self.digests_out) < DIGEST_LIMIT:
+        if self.up.digest_limit and len(self.digests_out) < self.up.digest_limit:
             start = len(out) - (len(raw) - header.header_length)
             self.digests_out.append(digest(memoryview(out)[start : start + payload_length]))
         if self.first_seq is None:

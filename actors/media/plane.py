@@ -70,9 +70,14 @@ class _Published:
 
 class MediaPlane:
     def __init__(
-        self, name: str, peer: Callable[[str], ParticipantPeers], remb_ceiling: int = REMB_CEILING
+        self,
+        name: str,
+        peer: Callable[[str], ParticipantPeers],
+        remb_ceiling: int = REMB_CEILING,
+        digest_limit: int = 0,
     ) -> None:
         self.name = name
+        self.digest_limit = digest_limit  # see UpTrack.digest_limit
         self._peer = peer
         self.remb_ceiling = remb_ceiling
         self.ups: dict[str, UpTrack] = {}
@@ -174,6 +179,7 @@ class MediaPlane:
                 await receiver.send_pli(ssrc)
 
         up = UpTrack(track_sid, sid, kind, codecs[0].mimeType, rids, request_upstream)
+        up.digest_limit = self.digest_limit
         up.set_params(
             TrackParams(
                 tuple(
@@ -248,6 +254,7 @@ class MediaPlane:
                 request_upstream,
                 relayed_from=source_worker,
             )
+            up.digest_limit = self.digest_limit
             up.set_params(source.params)
             self.ups[track_sid] = up
             log.info("%s: %r relayed from %s", self.name, up, source_worker)

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
 
-DIGEST_LIMIT = 5000  # payload digests kept per track (ingress) and per down track (egress), for tests
 LAYER_ACTIVE = 1.0  # seconds since a layer's last packet for it to count as active
 
 
@@ -106,6 +105,9 @@ class UpTrack:
         self.bytes_in = 0
         self.keyframes_in = 0
         self.keyframe_requests = 0
+        # CRC32 digests of the first `digest_limit` payloads in, and (DownTrack) out: only for tests that
+        # check the bytes pass through unchanged (media.payload_digests); 0 keeps them off the hot path.
+        self.digest_limit = 0
         self.digests_in: list[int] = []
         self._request_upstream = request_upstream
         self._limiter = RateLimiter(KEYFRAME_INTERVAL)
@@ -156,7 +158,7 @@ class UpTrack:
             layer.keyframes += 1
             if self.mime_type.lower() == "video/vp8":
                 layer.resolution = vp8_resolution(payload) or layer.resolution
-        if len(self.digests_in) < DIGEST_LIMIT and payload_length:
+        if self.digest_limit and len(self.digests_in) < self.digest_limit and payload_length:
             self.digests_in.append(digest(payload))
         if self.relay is not None:
             self.relay.send(raw, rid)

@@ -30,6 +30,8 @@ READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 
 SERVER_KEY = pytest.StashKey[Server]()
+# The media tests compare the payloads in and out of the media workers (tests/interop/media.py).
+DIGESTS = ("--payload-digests", "5000")
 
 
 def _ice_address() -> str:
@@ -65,7 +67,7 @@ def running_server(
     with (
         _failing_on_server_error(),
         dev_server(
-            port, dashboard_port, ice_address, log_dir, extra_args,
+            port, dashboard_port, ice_address, log_dir, [*DIGESTS, *extra_args],
             ready_timeout=READY_TIMEOUT, stop_timeout=STOP_TIMEOUT, check_exit=True,
         ) as (srv, process),
     ):  # fmt: skip

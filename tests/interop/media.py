@@ -641,7 +641,7 @@ async def inbound_rtp(room: rtc.Room) -> list[dict[str, Any]]:
 #   "tracks": {
 #     "TR_...": {                         # an up track: fed by its publisher here, or by the relay
 #       "kind": "audio" | "video", "publisher": "PA_...", "muted": bool,
-#       "packets_in": int, "digests_in": [hex, ...],  # a digest per RTP payload, first DIGEST_LIMIT
+#       "packets_in": int, "digests_in": [hex, ...],  # a digest per RTP payload, first --payload-digests
 #       "subscribers": {"PA_sub": {"packets_out": int, "digests_out": [hex, ...], ...}},
 #       "relay_out": {"media:<node>/<n>": {"packets": int}},  # ASSUMED (no relay yet): copies per worker
 #     }

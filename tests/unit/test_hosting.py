@@ -37,6 +37,18 @@ async def test_a_message_on_the_same_host_is_a_local_call_in_order(host: Host) -
     assert counter.seen == [0, 1, 2, 3, 4, 5]
 
 
+async def test_tell_many_reaches_each_local_actor_in_order(host: Host) -> None:
+    a, b = Counter(), Counter()
+    host.add("C_a", a)
+    host.add("C_b", b)
+    refs = [ActorRef(host.name, "C_a", "counter:a"), ActorRef(host.name, "C_b", "counter:b")]
+    for n in range(3):
+        hosting.tell_many([(ref, (n,)) for ref in refs], "add", "test.broadcast")
+    await refs[0].call("add", 3)
+    await refs[1].call("add", 3)
+    assert a.seen == b.seen == [0, 1, 2, 3]
+
+
 async def test_unknown_actor_and_private_method_are_actor_gone(host: Host) -> None:
     host.add("C_1", Counter())
     with pytest.raises(ActorGone):

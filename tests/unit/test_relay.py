@@ -17,6 +17,7 @@ from tests.unit.test_rtp import packet
 
 HOST = "127.0.0.1"
 TRACK = "TR_relayedtrack1"
+DIGESTS = 5000  # payload digests kept, to compare what the relay delivered with what went in
 VP8 = TrackParams((CodecInfo(96, "video/VP8", 90000),), {rtp.MID_URI: 1})
 
 
@@ -36,9 +37,11 @@ class Publisher:
 
 @pytest.fixture
 async def planes() -> AsyncIterator[tuple[MediaPlane, MediaPlane, Publisher]]:
-    source, receiver = MediaPlane("media:a", no_peer), MediaPlane("media:b", no_peer)
+    source = MediaPlane("media:a", no_peer, digest_limit=DIGESTS)
+    receiver = MediaPlane("media:b", no_peer, digest_limit=DIGESTS)
     publisher = Publisher()
     up = UpTrack(TRACK, "PA_alice", "video", "video/VP8", ["q", "h", "f"], publisher.request_upstream)
+    up.digest_limit = DIGESTS
     up.set_params(VP8)
     source.ups[TRACK] = up
     try:
