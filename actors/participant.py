@@ -42,6 +42,7 @@ class JoinParams:
     sdk: str = ""
     sid: str = ""  # chosen by the gateway, which routes the session's messages by it
     gateway: str = ""  # the gateway holding the client's WebSocket (its outbox on the host)
+    node: str = ""  # the gateway's node label: the participant is placed there while it has room
 
 
 class Participant:

@@ -70,15 +70,23 @@ class Candidate:
 
 
 def choose_worker(
-    candidates: list[Candidate], room_members: Mapping[str, int], capacity: int, home: str = ""
+    candidates: list[Candidate],
+    room_members: Mapping[str, int],
+    capacity: int,
+    home: str = "",
+    node: str = "",
 ) -> str:
-    """Pick a worker: the room's busiest worker with room, then its home (the worker hosting the Room),
+    """Pick a worker. On `node` (the node whose gateway the client connected to) while it has a worker with
+    room, then anywhere: the room's busiest worker with room, then its home (the worker hosting the Room),
     then the least loaded on a node the room uses, then the least loaded anywhere."""
     if not candidates:
         raise RuntimeError("no media workers are running")
     free = [c for c in candidates if capacity <= 0 or c.load < capacity]
     if not free:  # every worker is full: overload the least loaded rather than refuse
         return min(candidates, key=lambda c: (c.load, c.worker)).worker
+    local = [c for c in free if worker_node_label(c.worker) == node]
+    if local:
+        free = local
     serving = sorted(
         (c for c in free if room_members.get(c.worker, 0) > 0),
         key=lambda c: (-room_members.get(c.worker, 0), c.load),

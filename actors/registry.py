@@ -37,9 +37,10 @@ class RoomRegistry:
         return "RoomRegistry"
 
     async def open(
-        self, name: str, settings: RoomSettings, media: MediaSettings, metadata: str = ""
+        self, name: str, settings: RoomSettings, media: MediaSettings, metadata: str = "", node: str = ""
     ) -> ActorRef:
-        """The open room `name`, created on the least-loaded worker if there is none."""
+        """The open room `name`, created if there is none on the least-loaded worker (of `node`, the
+        opening gateway's node, while it has a worker with room)."""
         await self._ready.wait()
         lock = self._opening.setdefault(name, asyncio.Lock())
         async with lock:
@@ -48,7 +49,7 @@ class RoomRegistry:
                 return existing
             workers = await placement.live_workers()
             loads = await placement.worker_loads(workers)
-            home = placement.choose_worker(loads, {}, media.participants_per_worker)
+            home = placement.choose_worker(loads, {}, media.participants_per_worker, node=node)
             ref: ActorRef = await call_worker(
                 home, "host_room", name, settings, media, metadata, task=f"{room_label(name)}.open"
             )
@@ -126,8 +127,10 @@ async def _call(method: str, *args: Any) -> Any:
         return await call_worker(REGISTRY, method, *args, task=f"rooms.{method}")
 
 
-async def open_room(name: str, settings: RoomSettings, media: MediaSettings, metadata: str = "") -> ActorRef:
-    ref: ActorRef = await _call("open", name, settings, media, metadata)
+async def open_room(
+    name: str, settings: RoomSettings, media: MediaSettings, metadata: str = "", node: str = ""
+) -> ActorRef:
+    ref: ActorRef = await _call("open", name, settings, media, metadata, node)
     return ref
 
 

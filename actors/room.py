@@ -137,7 +137,7 @@ class Room:
             if older is not None:
                 log.info("%s: %s joins again, removing the older session", self._info.name, params.identity)
                 await self._remove_seat(older, models.DisconnectReason.DUPLICATE_IDENTITY, notify=True)
-            worker = await self._place()
+            worker = await self._place(params.node)
             sid = params.sid or ids.participant_sid()
             info = models.ParticipantInfo(
                 sid=sid,
@@ -178,7 +178,7 @@ class Room:
             log.info("%s: %s joined as %s on %s", self._info.name, params.identity, sid, worker)
             return Joined(handle, sid, protocol.join_response(self._room_info(), info, others, worker))
 
-    async def _place(self) -> str:
+    async def _place(self, node: str) -> str:
         """The worker for a new participant. The home worker's load is read here, exactly; the others'
         through a call each (joins that arrive together are placed one at a time, under the room's lock)."""
         workers = [w for w in await placement.live_workers() if not self._host.is_lost(w)]
@@ -188,7 +188,7 @@ class Room:
         for s in self._seats.values():
             members[s.worker] = members.get(s.worker, 0) + 1
         return placement.choose_worker(
-            candidates, members, self._media.participants_per_worker, home=self._host.name
+            candidates, members, self._media.participants_per_worker, home=self._host.name, node=node
         )
 
     def _use_worker(self, worker: str) -> None:

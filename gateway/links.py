@@ -44,6 +44,7 @@ class _Uplink:
 
 class HostLinks:
     def __init__(self, node: str) -> None:
+        self.node = node
         self.gateway = f"gateway:{node}/{os.getpid()}-{secrets.token_hex(3)}"
         self._receivers: dict[str, Receiver] = {}
         self._hosts: dict[str, str] = {}  # participant sid -> its host

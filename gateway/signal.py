@@ -36,7 +36,7 @@ from gateway.retry import retry_while_closing
 log = logging.getLogger(__name__)
 
 
-def join_params(claims: Claims, query: Any, sid: str = "", gateway: str = "") -> JoinParams:
+def join_params(claims: Claims, query: Any, sid: str = "", gateway: str = "", node: str = "") -> JoinParams:
     return JoinParams(
         identity=claims.identity,
         name=claims.name,
@@ -49,6 +49,7 @@ def join_params(claims: Claims, query: Any, sid: str = "", gateway: str = "") ->
         sdk=str(query.get("sdk", "")),
         sid=sid,
         gateway=gateway,
+        node=node,
     )
 
 
@@ -59,7 +60,9 @@ async def seat(config: ServerConfig, room: str, params: JoinParams) -> Joined:
         joined: Joined = await handle.call("join", params)
         return joined
 
-    return await retry_while_closing(room, lambda: open_room(room, config.room, config.media), join)
+    return await retry_while_closing(
+        room, lambda: open_room(room, config.room, config.media, node=params.node), join
+    )
 
 
 class Session:
@@ -236,9 +239,8 @@ class Sessions:
         self.links.register(sid, session)  # before the join: the participant's first messages follow it
         try:
             try:
-                joined = await seat(
-                    config, room, join_params(claims, ws.query_params, sid, self.links.gateway)
-                )
+                params = join_params(claims, ws.query_params, sid, self.links.gateway, self.links.node)
+                joined = await seat(config, room, params)
             except (LimitExceededError, RaysfuError) as exc:
                 status = 429 if isinstance(exc, LimitExceededError) else 503
                 log.warning("join of %s to %s refused: %s", claims.identity, room, unwrap(exc))

@@ -684,13 +684,17 @@ async def media_stats(dashboard_port: int) -> dict[str, dict[str, Any]]:
     address = await asyncio.to_thread(ray_address, dashboard_port)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-c", _STATS_SCRIPT, address],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
+        subprocess.run, stats_command(address), env=env, capture_output=True, text=True, timeout=90
     )
+    return parse_media_stats(done)
+
+
+def stats_command(address: str) -> list[str]:
+    """The command that prints every MediaWorker's media_stats() of the Ray cluster at `address`."""
+    return [sys.executable, "-c", _STATS_SCRIPT, address]
+
+
+def parse_media_stats(done: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
     lines = [line for line in done.stdout.splitlines() if line.startswith("MEDIA_STATS ")]
     if done.returncode != 0 or not lines:
         raise AssertionError(

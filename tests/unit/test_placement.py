@@ -36,6 +36,14 @@ def test_a_new_rooms_first_participant_goes_to_its_home_while_it_has_room() -> N
     assert choose_worker(workers, Counter(), capacity=3, home="media:aaaa/0") == "media:bbbb/0"
 
 
+def test_a_participant_goes_to_the_node_of_its_gateway_while_it_has_room() -> None:
+    workers = [c("media:aaaa/0", 1), c("media:bbbb/0", 0), c("media:bbbb/1", 2)]
+    members = Counter({"media:aaaa/0": 1})  # the room lives on node aaaa
+    assert choose_worker(workers, members, capacity=3, home="media:aaaa/0", node="bbbb") == "media:bbbb/0"
+    full = [c("media:aaaa/0", 1), c("media:bbbb/0", 3), c("media:bbbb/1", 3)]
+    assert choose_worker(full, members, capacity=3, home="media:aaaa/0", node="bbbb") == "media:aaaa/0"
+
+
 def test_every_worker_full_overloads_the_least_loaded() -> None:
     workers = [c("media:aaaa/0", 4), c("media:aaaa/1", 3)]
     assert choose_worker(workers, Counter({"media:aaaa/0": 4}), capacity=2) == "media:aaaa/1"
