@@ -9,6 +9,7 @@ its rooms are forgotten; their surviving participants open the room again (see a
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 import ray
@@ -23,6 +24,9 @@ from actors.settings import MediaSettings, RoomSettings
 log = logging.getLogger(__name__)
 
 REGISTRY = "rooms"
+HEAD_RESOURCE = "node:__internal_head__"  # the resource Ray gives the head node only
+REGISTRY_WAIT = 30.0  # seconds a call waits for a registry that Ray is restarting
+REGISTRY_RETRY = 0.5
 
 
 class RoomRegistry:
@@ -113,18 +117,26 @@ class RoomRegistry:
 
 
 def registry() -> Any:
-    """The cluster's RoomRegistry actor, created by whoever needs it first."""
+    """The cluster's RoomRegistry actor, created by whoever needs it first, on the head node: it then goes
+    down only with the cluster's GCS (and is started again, rebuilding itself, when that comes back)."""
     options = placement.actor_options(REGISTRY, max_concurrency=10_000)
     options["max_restarts"] = -1  # it rebuilds its state from the workers
+    options["resources"] = {HEAD_RESOURCE: 0.001}
     return ray.remote(RoomRegistry).options(get_if_exists=True, **options).remote()
 
 
 async def _call(method: str, *args: Any) -> Any:
-    try:
-        return await call_worker(REGISTRY, method, *args, task=f"rooms.{method}")
-    except ActorGone:
-        await asyncio.to_thread(registry)  # it is restarting: make sure it exists, then once more
-        return await call_worker(REGISTRY, method, *args, task=f"rooms.{method}")
+    """A call to the registry; while it is unavailable (restarting), tried again for REGISTRY_WAIT s."""
+    deadline = time.monotonic() + REGISTRY_WAIT
+    while True:
+        try:
+            return await call_worker(REGISTRY, method, *args, task=f"rooms.{method}")
+        except ActorGone:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("the room registry is unavailable; trying again")
+            await asyncio.to_thread(registry)  # make sure it exists (a no-op while Ray restarts it)
+            await asyncio.sleep(REGISTRY_RETRY)
 
 
 async def open_room(

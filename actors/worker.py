@@ -65,7 +65,8 @@ class _Delivery:
 
 
 class MediaWorker(Host):
-    def __init__(self, name: str, settings: MediaSettings) -> None:
+    def __init__(self, name: str, settings: MediaSettings, relay_key: bytes | None = None) -> None:
+        """`relay_key`: the cluster's, from Ray, when None (a worker started without Ray must pass one)."""
         logs.configure()
         super().__init__(name)
         self._settings = settings
@@ -81,7 +82,7 @@ class MediaWorker(Host):
         self._links = WorkerLinks(name, self._counters)
         self._refused_senders: set[str] = set()  # sids whose "no permission" drop was logged already
         self._ratelog = RateLimitedLog(log)
-        self._media = MediaPlane(name, self._peer, digest_limit=settings.payload_digests)
+        self._media = MediaPlane(name, self._peer, digest_limit=settings.payload_digests, relay_key=relay_key)
         # Where other workers reach this one's relay socket (127.0.0.1 on a dev server).
         self._node_ip: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
 

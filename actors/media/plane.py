@@ -22,7 +22,7 @@ from actors.media.codecs import codec_key
 from actors.media.downtrack import DownTrack
 from actors.media.peer import ParticipantPeers
 from actors.media.ratelog import RateLimitedLog
-from actors.media.relay import Address, RelayOut, RelaySocket
+from actors.media.relay import Address, RelayOut, RelaySocket, cluster_relay_key
 from actors.media.rtcp import REMB_CEILING, remb_target
 from actors.media.rtp import REPAIRED_RID_URI, RID_URI
 from actors.media.sdp import OfferSection, accept_simulcast, offer_sections
@@ -75,7 +75,9 @@ class MediaPlane:
         peer: Callable[[str], ParticipantPeers],
         remb_ceiling: int = REMB_CEILING,
         digest_limit: int = 0,
+        relay_key: bytes | None = None,
     ) -> None:
+        """`relay_key`: the cluster's (actors.media.relay.cluster_relay_key, from Ray) when None."""
         self.name = name
         self.digest_limit = digest_limit  # see UpTrack.digest_limit
         self._peer = peer
@@ -86,7 +88,8 @@ class MediaPlane:
         self._sub_transceivers: dict[str, dict[str, RTCRtpTransceiver]] = {}
         self._remb_task: asyncio.Task[None] | None = None
         self.counters: Counter[str] = Counter()
-        self.relay = RelaySocket(self.counters, self._on_relay_keyframe_request)
+        key = relay_key if relay_key is not None else cluster_relay_key()
+        self.relay = RelaySocket(self.counters, self._on_relay_keyframe_request, key)
         hooks.install()
 
     # ----- publishing -----

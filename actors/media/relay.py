@@ -6,23 +6,35 @@ its own up track, which fans out to its local subscribers exactly as on the publ
 requests travel back the same way. No Ray call per packet.
 
 Datagram: MAGIC, kind, len(track sid), track sid, len(rid), rid, then for KIND_RTP the RTP packet (nothing
-for KIND_KEYFRAME). One socket per worker both sends and receives, so a receiver knows the address its
-copy of a track comes from and accepts that track's packets from that address only. The copies are not
-encrypted: they travel between the cluster's nodes like Ray's own traffic, and on a dev server over
-loopback.
+for KIND_KEYFRAME), then a NONCE_SIZE-byte nonce and the TAG_SIZE-byte AES-GCM tag of all that (GMAC: the
+datagram is the authenticated data, nothing is encrypted) under the cluster's relay key. One socket
+per worker both sends and receives, so a receiver knows the address its copy of a track comes from and
+accepts that track's packets from that address only. A datagram whose tag does not verify (not from a
+worker of this cluster, or altered on its way) is dropped and counted before anything else is read from
+it. The copies are authenticated, not encrypted: they travel between the cluster's nodes like Ray's own
+traffic, and on a dev server over loopback.
+
+The key is made by the first worker of the cluster and kept in Ray's GCS key-value store
+(`cluster_relay_key`); every worker reads it from there. It is never logged.
 """
 
 import asyncio
 import logging
+import os
 import socket
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from ray.experimental import internal_kv
+
 from actors.media import rtp
 from actors.media.ratelog import RateLimitedLog
 from actors.media.uptrack import UpTrack
+from actors.naming import NAMESPACE
 
 log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
@@ -32,6 +44,10 @@ KIND_RTP = 1
 KIND_KEYFRAME = 2
 SOCKET_BUFFER = 4 * 1024 * 1024  # bytes asked of the kernel for each direction (capped by rmem/wmem_max)
 MAX_RECEIVE_QUEUE = 4096  # received datagrams waiting for the up tracks before new ones are dropped
+NONCE_SIZE = 12  # bytes of the nonce before the tag: a sender's random 8-byte prefix and a 4-byte counter
+TAG_SIZE = 16  # bytes of the AES-GCM tag at the end of every datagram
+KEY_SIZE = 32
+_KEY_NAME = b"relay_key"
 
 Address = tuple[str, int]
 
@@ -46,6 +62,54 @@ class Datagram:
 
 class RelayError(ValueError):
     """Bytes that are not a relay datagram."""
+
+
+def cluster_relay_key() -> bytes:
+    """The cluster's relay key: made by whichever worker asks first (an atomic put-if-absent in Ray's GCS
+    key-value store), then read by every worker. Needs a connected Ray (a worker's process)."""
+    internal_kv._internal_kv_put(_KEY_NAME, os.urandom(KEY_SIZE), overwrite=False, namespace=NAMESPACE)
+    key = internal_kv._internal_kv_get(_KEY_NAME, namespace=NAMESPACE)
+    if not isinstance(key, bytes) or len(key) != KEY_SIZE:
+        raise RuntimeError("the cluster's relay key could not be read from Ray's key-value store")
+    return key
+
+
+class Sealer:
+    """Seals datagrams with the cluster's key and checks those it receives (AES-GCM as a MAC: GMAC).
+
+    A nonce must never repeat under one key: each Sealer draws a random 8-byte prefix (another worker
+    sharing it is a 1 in 2^64 chance per pair) and counts 2^32 datagrams under it before drawing a new one.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_SIZE:
+            raise ValueError(f"a relay key has {KEY_SIZE} bytes")
+        self._aead = AESGCM(key)
+        self._prefix = os.urandom(8)
+        self._count = 0
+
+    def seal(self, body: bytes) -> bytes:
+        """`body`, its nonce and its tag."""
+        if self._count == 1 << 32:
+            self._prefix, self._count = os.urandom(8), 0
+        nonce = self._prefix + self._count.to_bytes(4, "big")
+        self._count += 1
+        return body + nonce + self._aead.encrypt(nonce, b"", body)
+
+    def unseal(self, data: bytes) -> bytes | None:
+        """The body of a sealed datagram; None when its tag does not verify."""
+        if len(data) <= NONCE_SIZE + TAG_SIZE:
+            return None
+        body, nonce, tag = (
+            data[: -NONCE_SIZE - TAG_SIZE],
+            data[-NONCE_SIZE - TAG_SIZE : -TAG_SIZE],
+            data[-TAG_SIZE:],
+        )
+        try:
+            self._aead.decrypt(nonce, tag, body)
+        except InvalidTag:
+            return None
+        return body
 
 
 def encode_prefix(kind: int, track_sid: str, rid: str | None) -> bytes:
@@ -100,7 +164,7 @@ class RelayOut:
         prefix = self._prefixes.get(rid)
         if prefix is None:
             prefix = self._prefixes[rid] = encode_prefix(KIND_RTP, self._track_sid, rid)
-        data = prefix + raw
+        data = self._socket.seal(prefix + raw)  # one tag per packet, whatever the number of targets
         for worker, address in self._targets.items():
             if self._socket.send(data, address):
                 self._packets[worker] += 1
@@ -124,7 +188,8 @@ KeyframeRequestSink = Callable[[str, str | None, Address], None]
 class RelaySocket(asyncio.DatagramProtocol):
     """The worker's relay endpoint: sends copies and keyframe requests, receives and dispatches both."""
 
-    def __init__(self, counters: Counter[str], on_keyframe_request: KeyframeRequestSink) -> None:
+    def __init__(self, counters: Counter[str], on_keyframe_request: KeyframeRequestSink, key: bytes) -> None:
+        self._sealer = Sealer(key)
         self._counters = counters
         self._on_keyframe_request = on_keyframe_request
         self._transport: asyncio.DatagramTransport | None = None
@@ -168,8 +233,12 @@ class RelaySocket(asyncio.DatagramProtocol):
 
     # ----- sending -----
 
+    def seal(self, body: bytes) -> bytes:
+        return self._sealer.seal(body)
+
     def send(self, data: bytes, address: Address) -> bool:
-        """Send without blocking; False (counted) when the socket is closed or its backlog is full."""
+        """Send a sealed datagram without blocking; False (counted) when the socket is closed or its
+        backlog is full."""
         transport = self._transport
         if transport is None or transport.is_closing():
             self._counters["relay_dropped_closed"] += 1
@@ -182,7 +251,7 @@ class RelaySocket(asyncio.DatagramProtocol):
         return True
 
     def request_keyframe(self, track_sid: str, rid: str | None, source: Address) -> None:
-        self.send(encode_prefix(KIND_KEYFRAME, track_sid, rid), source)
+        self.send(self.seal(encode_prefix(KIND_KEYFRAME, track_sid, rid)), source)
 
     # ----- asyncio.DatagramProtocol -----
 
@@ -201,8 +270,12 @@ class RelaySocket(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         source: Address = (str(addr[0]), addr[1])
+        body = self._sealer.unseal(data)
+        if body is None:
+            self._drop("bad_tag", f"relay datagram from {source} dropped: its tag does not verify")
+            return
         try:
-            datagram = decode(data)
+            datagram = decode(body)
         except RelayError as e:
             self._drop("malformed", f"relay datagram from {source} dropped: {e}")
             return

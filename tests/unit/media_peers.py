@@ -225,7 +225,9 @@ class Room:
 
 async def start_room(name: str, sub_sids: list[str], video_only: bool = True) -> Room:
     """A worker with publisher PA_alice (room "r") and subscribers that are decoding video already."""
-    worker = MediaWorker(name, MediaSettings(ice_addresses=("127.0.0.1",), payload_digests=5000))
+    worker = MediaWorker(
+        name, MediaSettings(ice_addresses=("127.0.0.1",), payload_digests=5000), relay_key=bytes(32)
+    )
     publisher = await new_publisher(worker)
     tracks = [publisher.video_sid] if video_only else [publisher.video_sid, publisher.audio_sid]
     subs = {sid: await new_subscriber(worker, sid, tracks) for sid in sub_sids}

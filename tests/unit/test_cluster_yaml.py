@@ -25,3 +25,12 @@ def test_every_node_starts_a_raysfu_server_on_the_cluster() -> None:
         assert len(serve) == 1, commands
         assert "--address auto --config ~/raysfu.yaml" in serve[0]
         assert "ray start" in " ".join(commands[: commands.index(serve[0])])
+
+
+def test_ray_token_authentication_is_on_everywhere() -> None:
+    config = load()
+    assert config["file_mounts"]["~/.ray/auth_token"] == "./ray_auth_token"
+    for commands in (config["head_start_ray_commands"], config["worker_start_ray_commands"]):
+        for command in commands:
+            if "ray start" in command or "raysfu serve" in command:
+                assert command.startswith("RAY_AUTH_MODE=token "), command

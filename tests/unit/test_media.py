@@ -35,7 +35,9 @@ class Setup:
 
 @pytest.fixture(scope="module")
 async def setup() -> AsyncIterator[Setup]:
-    worker = MediaWorker(NAME, MediaSettings(ice_addresses=("127.0.0.1",), payload_digests=5000))
+    worker = MediaWorker(
+        NAME, MediaSettings(ice_addresses=("127.0.0.1",), payload_digests=5000), relay_key=bytes(32)
+    )
     await worker.add_participant("r", "PA_alice", "alice")
     publisher = new_pc()
     video, audio = ColourTrack(), AudioStreamTrack()

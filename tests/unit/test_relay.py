@@ -10,13 +10,23 @@ from actors.errors import NotFoundError
 from actors.media import rtp
 from actors.media.peer import ParticipantPeers
 from actors.media.plane import MediaPlane
-from actors.media.relay import KIND_KEYFRAME, KIND_RTP, RelayError, decode, encode_prefix
+from actors.media.relay import (
+    KIND_KEYFRAME,
+    KIND_RTP,
+    NONCE_SIZE,
+    TAG_SIZE,
+    RelayError,
+    Sealer,
+    decode,
+    encode_prefix,
+)
 from actors.media.uptrack import CodecInfo, TrackParams, UpTrack
 from tests.polling import wait_for
 from tests.unit.test_rtp import packet
 
 HOST = "127.0.0.1"
 TRACK = "TR_relayedtrack1"
+KEY = bytes(range(32))  # the cluster's relay key, as both workers read it from Ray
 DIGESTS = 5000  # payload digests kept, to compare what the relay delivered with what went in
 VP8 = TrackParams((CodecInfo(96, "video/VP8", 90000),), {rtp.MID_URI: 1})
 
@@ -37,8 +47,8 @@ class Publisher:
 
 @pytest.fixture
 async def planes() -> AsyncIterator[tuple[MediaPlane, MediaPlane, Publisher]]:
-    source = MediaPlane("media:a", no_peer, digest_limit=DIGESTS)
-    receiver = MediaPlane("media:b", no_peer, digest_limit=DIGESTS)
+    source = MediaPlane("media:a", no_peer, digest_limit=DIGESTS, relay_key=KEY)
+    receiver = MediaPlane("media:b", no_peer, digest_limit=DIGESTS, relay_key=KEY)
     publisher = Publisher()
     up = UpTrack(TRACK, "PA_alice", "video", "video/VP8", ["q", "h", "f"], publisher.request_upstream)
     up.digest_limit = DIGESTS
@@ -66,6 +76,19 @@ async def feed(up: UpTrack, count: int, rid: str = "h", first_seq: int = 1) -> l
         up.deliver(raw, rtp.parse_header(raw), rid)
         sent.append(raw)
     return sent
+
+
+def test_seal_and_unseal() -> None:
+    body = encode_prefix(KIND_RTP, TRACK, "f") + packet()
+    ours, theirs = Sealer(KEY), Sealer(KEY)  # two workers of one cluster
+    sealed = ours.seal(body)
+    assert len(sealed) == len(body) + NONCE_SIZE + TAG_SIZE and theirs.unseal(sealed) == body
+    assert ours.seal(body) != sealed  # a new nonce for every datagram
+    assert Sealer(bytes(32)).unseal(sealed) is None  # another cluster's key
+    tampered = bytearray(sealed)
+    tampered[3] ^= 1
+    assert theirs.unseal(bytes(tampered)) is None
+    assert theirs.unseal(body) is None and theirs.unseal(b"") is None
 
 
 def test_datagram_roundtrip_and_malformed() -> None:
@@ -128,12 +151,20 @@ async def test_foreign_and_malformed_datagrams_are_dropped_and_counted(
     intruder.bind((HOST, 0))
     try:
         raw = packet()
-        intruder.sendto(encode_prefix(KIND_RTP, TRACK, "h") + raw, receiver.relay.address)  # wrong source
-        intruder.sendto(b"\xa7garbage", receiver.relay.address)
-        intruder.sendto(encode_prefix(KIND_KEYFRAME, TRACK, "f"), source.relay.address)  # not a receiver
+        body = encode_prefix(KIND_RTP, TRACK, "h") + raw
+        worker = Sealer(KEY)  # a worker of this cluster, but not the track's source
+        tampered = bytearray(worker.seal(body))
+        tampered[-TAG_SIZE - NONCE_SIZE - 1] ^= 1
+        intruder.sendto(body, receiver.relay.address)  # no tag: not a worker of this cluster
+        intruder.sendto(Sealer(bytes(32)).seal(body), receiver.relay.address)  # another cluster's key
+        intruder.sendto(bytes(tampered), receiver.relay.address)  # altered on its way
+        intruder.sendto(worker.seal(body), receiver.relay.address)
+        intruder.sendto(worker.seal(b"\xa7garbage"), receiver.relay.address)
+        intruder.sendto(worker.seal(encode_prefix(KIND_KEYFRAME, TRACK, "f")), source.relay.address)
         await wait_for(
             lambda: (
-                receiver.counters["relay_dropped_unexpected"] == 1
+                receiver.counters["relay_dropped_bad_tag"] == 3
+                and receiver.counters["relay_dropped_unexpected"] == 1
                 and receiver.counters["relay_dropped_malformed"] == 1
                 and source.counters["relay_dropped_unexpected"] == 1
             ),

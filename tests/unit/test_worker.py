@@ -33,7 +33,7 @@ def member(identity: str, can_publish_data: bool = True) -> Member:
 
 @pytest.fixture(scope="module")
 async def room() -> AsyncIterator[Room]:
-    worker = MediaWorker(NAME, MediaSettings(ice_addresses=("127.0.0.1",)))
+    worker = MediaWorker(NAME, MediaSettings(ice_addresses=("127.0.0.1",)), relay_key=bytes(32))
     members = (member("alice"), member("bob"), member("carol"), member("dave", can_publish_data=False))
     for m in members:
         await worker.add_participant("r", m.sid, m.identity)

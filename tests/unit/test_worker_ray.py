@@ -10,6 +10,7 @@ import ray
 
 from actors.directory import Directory, Member
 from actors.media.hooks import restrict_host_addresses
+from actors.media.relay import cluster_relay_key
 from actors.naming import NAMESPACE, media_actor
 from actors.settings import MediaSettings
 from actors.worker import create_media_worker
@@ -81,3 +82,15 @@ async def test_cross_worker_data_in_order(workers: tuple[Any, Any]) -> None:
             await pc.close()
         for m in members:
             await (a if m.worker == A else b).remove_participant.remote(m.sid)
+
+
+def test_the_relay_key_is_made_once_for_the_cluster(workers: tuple[Any, Any]) -> None:
+    """Whoever asks (the workers did, at start) gets the same 32 bytes from Ray's key-value store: this
+    driver and another process alike. (That the workers use it is shown by every relay test.)"""
+
+    @ray.remote(num_cpus=0)
+    def key_in_another_process() -> bytes:
+        return cluster_relay_key()
+
+    here = cluster_relay_key()
+    assert len(here) == 32 and ray.get(key_in_another_process.remote(), timeout=60) == here
