@@ -25,6 +25,10 @@ class LimitExceededError(RaysfuError):
     pass
 
 
+class ClusterFullError(RaysfuError):
+    """No media worker of the cluster has room for another participant (all at their CPU limit)."""
+
+
 class RoomClosedError(RaysfuError):
     """The room is closing; a join should retry with a new Room actor."""
 

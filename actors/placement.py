@@ -15,6 +15,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from actors.errors import ClusterFullError
 from actors.hosting import call_worker
 from actors.naming import MEDIA_PREFIX, NAMESPACE
 
@@ -50,14 +51,14 @@ async def live_workers() -> list[str]:
 
 
 async def worker_loads(workers: list[str]) -> list["Candidate"]:
-    """Each worker's load (participants hosted); a worker that does not answer is left out."""
+    """Each worker's load, as it measures it; a worker that does not answer is left out."""
     loads = await asyncio.gather(
         *(call_worker(w, "load", task=f"{w}.load") for w in workers), return_exceptions=True
     )
     candidates: list[Candidate] = []
     for worker, load in zip(workers, loads, strict=True):
-        if isinstance(load, int):
-            candidates.append(Candidate(worker, load))
+        if isinstance(load, Candidate):
+            candidates.append(load)
         else:
             log.warning("media worker %s did not answer: %s", worker, load)
     return candidates
@@ -67,6 +68,8 @@ async def worker_loads(workers: list[str]) -> list["Candidate"]:
 class Candidate:
     worker: str
     load: int  # participants hosted, all rooms
+    cpu: float = 0.0  # the worker process's CPU use over its last measurement, in cores
+    packets_per_s: float = 0.0  # RTP packets in and out, same window
 
 
 def choose_worker(
@@ -75,15 +78,22 @@ def choose_worker(
     capacity: int,
     home: str = "",
     node: str = "",
+    max_cpu: float = 0.0,
 ) -> str:
-    """Pick a worker. On `node` (the node whose gateway the client connected to) while it has a worker with
-    room, then anywhere: the room's busiest worker with room, then its home (the worker hosting the Room),
-    then the least loaded on a node the room uses, then the least loaded anywhere."""
+    """Pick a worker. A worker at `max_cpu` (cores; 0: no limit) takes nobody: when every worker is,
+    ClusterFullError. Then on `node` (the node whose gateway the client connected to) while it has a worker
+    with room, then anywhere: the room's busiest worker with room, then its home (the worker hosting the
+    Room), then the least loaded on a node the room uses, then the least loaded anywhere. When every worker
+    has its `capacity` of participants but CPU to spare, the least busy one takes the participant."""
     if not candidates:
-        raise RuntimeError("no media workers are running")
+        raise ClusterFullError("no media workers are running")
+    if max_cpu > 0:
+        candidates = [c for c in candidates if c.cpu < max_cpu]
+        if not candidates:
+            raise ClusterFullError(f"every media worker is at its CPU limit ({max_cpu:g} cores)")
     free = [c for c in candidates if capacity <= 0 or c.load < capacity]
-    if not free:  # every worker is full: overload the least loaded rather than refuse
-        return min(candidates, key=lambda c: (c.load, c.worker)).worker
+    if not free:
+        return min(candidates, key=lambda c: (c.cpu, c.load, c.worker)).worker
     local = [c for c in free if worker_node_label(c.worker) == node]
     if local:
         free = local

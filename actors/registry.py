@@ -53,7 +53,9 @@ class RoomRegistry:
                 return existing
             workers = await placement.live_workers()
             loads = await placement.worker_loads(workers)
-            home = placement.choose_worker(loads, {}, media.participants_per_worker, node=node)
+            home = placement.choose_worker(
+                loads, {}, media.participants_per_worker, node=node, max_cpu=media.max_worker_cpu
+            )
             ref: ActorRef = await call_worker(
                 home, "host_room", name, settings, media, metadata, task=f"{room_label(name)}.open"
             )

@@ -183,12 +183,17 @@ class Room:
         through a call each (joins that arrive together are placed one at a time, under the room's lock)."""
         workers = [w for w in await placement.live_workers() if not self._host.is_lost(w)]
         others = await placement.worker_loads([w for w in workers if w != self._host.name])
-        candidates = [placement.Candidate(self._host.name, self._host.participant_count()), *others]
+        candidates = [self._host.measured_load(), *others]
         members: dict[str, int] = {}
         for s in self._seats.values():
             members[s.worker] = members.get(s.worker, 0) + 1
         return placement.choose_worker(
-            candidates, members, self._media.participants_per_worker, home=self._host.name, node=node
+            candidates,
+            members,
+            self._media.participants_per_worker,
+            home=self._host.name,
+            node=node,
+            max_cpu=self._media.max_worker_cpu,
         )
 
     def _use_worker(self, worker: str) -> None:

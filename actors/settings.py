@@ -24,3 +24,6 @@ class MediaSettings:
     # CRC32 digests of the first N RTP payloads per track and per subscription, in media_stats: for tests
     # that check the bytes pass through unchanged; 0 (the default) keeps them off the hot path.
     payload_digests: int = 0
+    # A media worker whose process uses this much CPU (in cores, measured every second) takes no new
+    # participant; when every worker does, joins are refused. 0: no limit.
+    max_worker_cpu: float = 0.9

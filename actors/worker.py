@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -37,7 +38,7 @@ from actors.media.relay import Address
 from actors.metrics import RoomGauges
 from actors.outbox import Batch, Outboxes
 from actors.participant import JoinParams, Participant
-from actors.placement import actor_options
+from actors.placement import Candidate, actor_options
 from actors.room import Room
 from actors.settings import MediaSettings, RoomSettings
 from actors.tasks import spawn
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_CONCURRENCY = 10_000
 # A gateway that stops polling this long is gone (crashed or partitioned): its sessions end.
 GATEWAY_TIMEOUT = 30.0
+LOAD_INTERVAL = 1.0  # seconds between two measurements of the worker's CPU and packets
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class MediaWorker(Host):
         self._settings = settings
         self.outboxes = Outboxes()
         self._background: list[asyncio.Future[object]] = []
+        self._cpu = 0.0
+        self._packets_per_s = 0.0
         if settings.ice_addresses:
             restrict_host_addresses(settings.ice_addresses)
         use_rfc_consent_freshness()
@@ -90,13 +94,15 @@ class MediaWorker(Host):
         return self.name
 
     async def ready(self) -> str:
+        self._start_background()
         return self.name
 
-    async def load(self) -> int:
-        return len(self._peers)
+    async def load(self) -> Candidate:
+        return self.measured_load()
 
-    def participant_count(self) -> int:
-        return len(self._peers)
+    def measured_load(self) -> Candidate:
+        """What placement weighs: participants hosted, and the CPU and packets of the last second."""
+        return Candidate(self.name, len(self._peers), self._cpu, self._packets_per_s)
 
     # ----- hosting the logical actors ------------------------------------------------------------------
 
@@ -152,7 +158,20 @@ class MediaWorker(Host):
             self._background = [
                 spawn(self._watch_gateways(), f"{self.name}: watching gateways"),
                 spawn(self._report_rooms(), f"{self.name}: room gauges"),
+                spawn(self._measure_load(), f"{self.name}: load"),
             ]
+
+    async def _measure_load(self) -> None:
+        """This process's CPU (all its threads) and the RTP packets in and out, every LOAD_INTERVAL s."""
+        loop = asyncio.get_running_loop()
+        last_wall, last_cpu, last_packets = loop.time(), time.process_time(), self._media.packets()
+        while True:
+            await asyncio.sleep(LOAD_INTERVAL)
+            wall, cpu, packets = loop.time(), time.process_time(), self._media.packets()
+            elapsed = max(wall - last_wall, 1e-6)
+            self._cpu = (cpu - last_cpu) / elapsed
+            self._packets_per_s = max(0.0, (packets - last_packets) / elapsed)  # tracks that ended
+            last_wall, last_cpu, last_packets = wall, cpu, packets
 
     async def _report_rooms(self) -> None:
         gauges = RoomGauges(self.name)

@@ -89,6 +89,7 @@ def from_mapping(data: dict[str, Any], base: ServerConfig | None = None) -> Serv
                 workers_per_node=int(media.get("workers_per_node", cfg.media.workers_per_node)),
                 stun_servers=tuple(media.get("stun_servers", cfg.media.stun_servers)),
                 payload_digests=int(media.get("payload_digests", cfg.media.payload_digests)),
+                max_worker_cpu=float(media.get("max_worker_cpu", cfg.media.max_worker_cpu)),
             ),
         )
     except (TypeError, ValueError) as exc:

@@ -388,6 +388,12 @@ class MediaPlane:
 
     # ----- stats -----
 
+    def packets(self) -> int:
+        """RTP packets received (up tracks) and sent (down tracks) so far."""
+        return sum(up.packets_in for up in self.ups.values()) + sum(
+            d.packets_out for d in self.downs.values()
+        )
+
     def stats(self) -> dict[str, Any]:
         return {
             "tracks": {sid: up.stats() for sid, up in self.ups.items()},

@@ -16,6 +16,7 @@ from livekit import api as lkapi
 from livekit import rtc
 from ray.util.state import list_actors
 
+from actors.worker import LOAD_INTERVAL
 from tests.interop.conftest import DASHBOARD_PORT, running_server
 from tests.interop.sdk import Connect, Events, MintToken, Server, wait_for
 
@@ -193,3 +194,23 @@ async def test_room_gauges_reach_rays_metrics(server: Server, connect: Connect, 
                 break
             await asyncio.sleep(0.5)
     assert sum(found) == 2, found
+
+
+async def test_a_join_is_refused_when_every_worker_is_at_its_cpu_limit(
+    tmp_path: Path, token: MintToken
+) -> None:
+    """Every worker over `media.max_worker_cpu` (here a limit that an idle worker already passes): the join
+    is refused with a clear error (HTTP 503, which the SDK reports as a failed connect) and nothing is left:
+    no participant, no room."""
+    config = tmp_path / "full.yaml"
+    config.write_text("media:\n  max_worker_cpu: 0.000001\n")
+    with running_server(7895, 8270, tmp_path, ["--config", str(config)]) as (srv, _):
+        await asyncio.sleep(2 * LOAD_INTERVAL)  # the workers' first CPU measurements
+        client = rtc.Room()
+        with pytest.raises(rtc.ConnectError):
+            await client.connect(srv.url, token("alice", "full"), rtc.RoomOptions(connect_timeout=10.0))
+        assert await _identities(srv, "full") == []
+        async with lkapi.LiveKitAPI(srv.http_url, srv.api_key, srv.api_secret) as api:
+            assert not (await api.room.list_rooms(lkapi.ListRoomsRequest(names=["full"]))).rooms
+        log = srv.log_path.read_text(errors="replace")
+        assert "join of alice to full refused: every media worker is at its CPU limit" in log

@@ -2,6 +2,7 @@ from collections import Counter
 
 import pytest
 
+from actors.errors import ClusterFullError
 from actors.placement import Candidate, choose_worker, node_label, worker_node_label
 
 
@@ -50,10 +51,26 @@ def test_every_worker_full_overloads_the_least_loaded() -> None:
 
 
 def test_no_workers_is_an_error() -> None:
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ClusterFullError):
         choose_worker([], Counter(), capacity=1)
 
 
 def test_node_labels() -> None:
     assert node_label("0123456789abcdef") == "01234567"
     assert worker_node_label("media:01234567/3") == "01234567"
+
+
+def test_a_worker_at_its_cpu_limit_takes_nobody() -> None:
+    hot = Candidate("media:aaaa/0", 1, cpu=0.95)
+    cool = Candidate("media:aaaa/1", 5, cpu=0.2)
+    members = Counter({"media:aaaa/0": 1})
+    assert (
+        choose_worker([hot, cool], members, capacity=10, home="media:aaaa/0", max_cpu=0.9) == "media:aaaa/1"
+    )
+
+
+def test_every_worker_at_its_cpu_limit_refuses_the_join() -> None:
+    hot = [Candidate("media:aaaa/0", 1, cpu=0.95), Candidate("media:bbbb/0", 0, cpu=0.91)]
+    with pytest.raises(ClusterFullError, match="CPU limit"):
+        choose_worker(hot, Counter(), capacity=10, max_cpu=0.9)
+    assert choose_worker(hot, Counter(), capacity=10, max_cpu=0) == "media:bbbb/0"  # 0: no limit

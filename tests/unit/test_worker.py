@@ -137,4 +137,4 @@ async def test_remove_during_negotiation(room: Room) -> None:
     except NotFoundError:
         pass
     assert "PA_frank" not in worker._peers
-    assert await worker.load() == 4
+    assert (await worker.load()).load == 4
