@@ -84,7 +84,7 @@ def choose_worker(
     ClusterFullError. Then on `node` (the node whose gateway the client connected to) while it has a worker
     with room, then anywhere: the room's busiest worker with room, then its home (the worker hosting the
     Room), then the least loaded on a node the room uses, then the least loaded anywhere. When every worker
-    has its `capacity` of participants but CPU to spare, the least busy one takes the participant."""
+    has its `capacity` of participants but CPU to spare, the one with the fewest takes the participant."""
     if not candidates:
         raise ClusterFullError("no media workers are running")
     if max_cpu > 0:
@@ -93,7 +93,7 @@ def choose_worker(
             raise ClusterFullError(f"every media worker is at its CPU limit ({max_cpu:g} cores)")
     free = [c for c in candidates if capacity <= 0 or c.load < capacity]
     if not free:
-        return min(candidates, key=lambda c: (c.cpu, c.load, c.worker)).worker
+        return min(candidates, key=lambda c: (c.load, c.worker)).worker
     local = [c for c in free if worker_node_label(c.worker) == node]
     if local:
         free = local
