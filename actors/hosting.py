@@ -49,10 +49,6 @@ def forget_handle(name: str) -> None:
     _handles.pop(name, None)
 
 
-def local_host() -> "Host | None":
-    return _local
-
-
 @dataclass(frozen=True)
 class ActorRef:
     """Where a hosted actor lives: its host (a MediaWorker's actor name) and its address there."""
@@ -66,7 +62,7 @@ class ActorRef:
         host) is gone."""
         host = _local
         if host is not None and host.name == self.host:
-            return asyncio.ensure_future(host.dispatch(self.address, method, args, kwargs))
+            return asyncio.ensure_future(host.deliver(self.address, method, args, kwargs))
         return call_worker(
             self.host, "deliver", self.address, method, args, kwargs, task=f"{self.label}.{method}"
         )
@@ -82,11 +78,11 @@ class ActorRef:
 def tell_many(messages: list[tuple[ActorRef, tuple[Any, ...]]], method: str, task: str) -> None:
     """Send `method(*args)` to each (ref, args), without waiting: one Ray call per other host for all its
     targets (`task` names it), an enqueue each for this host's. Each target gets its messages in order."""
+    host = _local
     remote: dict[str, list[tuple[str, tuple[Any, ...]]]] = {}
     for ref, args in messages:
-        host = _local
         if host is not None and host.name == ref.host:
-            spawn(host.dispatch(ref.address, method, args), f"{ref.label}.{method}")
+            spawn(host.deliver(ref.address, method, args), f"{ref.label}.{method}")
         else:
             remote.setdefault(ref.host, []).append((ref.address, args))
     for worker, batch in remote.items():
@@ -158,26 +154,21 @@ class Host:
             raise ActorGone(f"{address} is not on {self.name}")
         return actor
 
-    async def dispatch(
+    async def deliver(
         self, address: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
     ) -> Any:
+        """A message for the actor at `address`, from this process or (a Ray call) another (ActorRef.call)."""
         if method.startswith("_"):
             raise ActorGone(f"{address} has no message {method}")
         handler: Callable[..., Awaitable[Any]] = getattr(self.actor(address), method)
         return await handler(*args, **(kwargs or {}))
-
-    async def deliver(
-        self, address: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None
-    ) -> Any:
-        """A message from another process (see ActorRef.call)."""
-        return await self.dispatch(address, method, args, kwargs)
 
     async def deliver_many(self, method: str, messages: list[tuple[str, tuple[Any, ...]]]) -> None:
         """Messages from another process for several actors here (see tell_many); those for actors that
         have ended are dropped."""
         for address, args in messages:
             if address in self._actors:
-                spawn(self.dispatch(address, method, args), f"{address}.{method}")
+                spawn(self.deliver(address, method, args), f"{address}.{method}")
 
     async def hold(self) -> None:
         """Pending until this host dies: how other hosts and gateways notice its death (see `watch`)."""

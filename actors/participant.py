@@ -92,9 +92,7 @@ class Participant:
             return
         self._closed_reason = reason
         if notify:
-            self._send(
-                rtc.SignalResponse(leave=rtc.LeaveRequest(reason=reason, action=rtc.LeaveRequest.DISCONNECT))
-            )
+            self._send(protocol.leave(reason))
         self._host.outboxes.put(self._params.gateway, self._info.sid, None)  # the gateway closes the socket
         if self._negotiation is not None:
             self._negotiation.cancel()
@@ -115,15 +113,7 @@ class Participant:
         """A media worker died. If it was the room's home, the session cannot go on without its room: the
         client is told to reconnect (LiveKit's LeaveRequest RECONNECT), which rejoins a rebuilt room."""
         if worker == self._room.host and self._closed_reason is None:
-            self._send(
-                rtc.SignalResponse(
-                    leave=rtc.LeaveRequest(
-                        can_reconnect=True,
-                        reason=models.DisconnectReason.STATE_MISMATCH,
-                        action=rtc.LeaveRequest.RECONNECT,
-                    )
-                )
-            )
+            self._send(protocol.leave(models.DisconnectReason.STATE_MISMATCH, reconnect=True))
             await self.close(models.DisconnectReason.STATE_MISMATCH, False, by_room=True)
 
     # ----- messages from the gateway and the room ------------------------------------------------------

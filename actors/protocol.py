@@ -35,6 +35,12 @@ def join_response(
     return rtc.SignalResponse(join=join).SerializeToString()
 
 
+def leave(reason: models.DisconnectReason, reconnect: bool = False) -> rtc.SignalResponse:
+    """A LeaveRequest: DISCONNECT, or with `reconnect` RECONNECT (the SDKs rejoin at once, a full join)."""
+    action = rtc.LeaveRequest.RECONNECT if reconnect else rtc.LeaveRequest.DISCONNECT
+    return rtc.SignalResponse(leave=rtc.LeaveRequest(reason=reason, action=action, can_reconnect=reconnect))
+
+
 def disconnected(
     info: models.ParticipantInfo, reason: models.DisconnectReason | None = None
 ) -> models.ParticipantInfo:

@@ -77,14 +77,6 @@ class RoomRegistry:
         if self._rooms.get(name) == ref:
             del self._rooms[name]
 
-    async def rehome(self, name: str, ref: ActorRef) -> ActorRef:
-        """A room rebuilt on a surviving worker after its home died; the first rebuild of a name wins."""
-        current = self._rooms.get(name)
-        if current is not None and current != ref:
-            return current
-        self._add(name, ref)
-        return ref
-
     def _add(self, name: str, ref: ActorRef) -> None:
         self._rooms[name] = ref
         if ref.host not in self._watched:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -63,8 +64,7 @@ class Track:
 
 @dataclass(frozen=True)
 class Joined:
-    participant: ActorRef
-    sid: str
+    participant: ActorRef  # its address is the participant's sid
     response: bytes  # the serialized SignalResponse with the JoinResponse, for the gateway to send first
 
 
@@ -176,7 +176,7 @@ class Room:
                 for track_sid in self._tracks:
                     self._command(track_sid, Subscribe(sid, handle, worker))
             log.info("%s: %s joined as %s on %s", self._info.name, params.identity, sid, worker)
-            return Joined(handle, sid, protocol.join_response(self._room_info(), info, others, worker))
+            return Joined(handle, protocol.join_response(self._room_info(), info, others, worker))
 
     async def _place(self, node: str) -> str:
         """The worker for a new participant. The home worker's load is read here, exactly; the others'
@@ -184,9 +184,7 @@ class Room:
         workers = [w for w in await placement.live_workers() if not self._host.is_lost(w)]
         others = await placement.worker_loads([w for w in workers if w != self._host.name])
         candidates = [self._host.measured_load(), *others]
-        members: dict[str, int] = {}
-        for s in self._seats.values():
-            members[s.worker] = members.get(s.worker, 0) + 1
+        members = Counter(s.worker for s in self._seats.values())
         return placement.choose_worker(
             candidates,
             members,

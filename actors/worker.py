@@ -94,6 +94,7 @@ class MediaWorker(Host):
         return self.name
 
     async def ready(self) -> str:
+        """The worker answers: its background work runs from now on (its event loop is Ray's)."""
         self._start_background()
         return self.name
 
@@ -130,7 +131,6 @@ class MediaWorker(Host):
         self.add(info.sid, participant)
         self.watch(room.host)
         self.outboxes.expect(params.gateway)  # a gateway that never polls for it is noticed as well
-        self._start_background()
         return participant.ref
 
     async def host_forwarder(self, room: str, info: models.TrackInfo, publisher_sid: str) -> ActorRef:
@@ -149,11 +149,10 @@ class MediaWorker(Host):
 
     async def poll(self, gateway: str, epoch: int, cursor: int, wait: float) -> Batch:
         """The gateway's long-poll for all its sessions on this host (see actors.outbox)."""
-        self._start_background()
         return await self.outboxes.poll(gateway, epoch, cursor, wait)
 
     def _start_background(self) -> None:
-        """The gateways' watch and the rooms' gauges, from the first session on (a running loop)."""
+        """The gateways' watch, the rooms' gauges and the load measurement; once."""
         if not self._background:
             self._background = [
                 spawn(self._watch_gateways(), f"{self.name}: watching gateways"),

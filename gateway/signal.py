@@ -86,10 +86,8 @@ class Session:
 
     def host_lost(self) -> None:
         """The Participant's media worker died: the client must rejoin (it is placed elsewhere)."""
-        leave = rtc.LeaveRequest(
-            reason=models.DisconnectReason.STATE_MISMATCH, action=rtc.LeaveRequest.DISCONNECT
-        )
-        self._outgoing.put_nowait(rtc.SignalResponse(leave=leave).SerializeToString())
+        leave = protocol.leave(models.DisconnectReason.STATE_MISMATCH)
+        self._outgoing.put_nowait(leave.SerializeToString())
         self._outgoing.put_nowait(None)
 
     async def run(self, joined: Joined) -> None:
@@ -128,8 +126,7 @@ class Session:
         if self._closing:
             return
         self._closing = True
-        leave = rtc.LeaveRequest(reason=reason, action=rtc.LeaveRequest.DISCONNECT)
-        await self._send(rtc.SignalResponse(leave=leave).SerializeToString())
+        await self._send(protocol.leave(reason).SerializeToString())
         await self._end(reason)
         await self._close(1001)
 
@@ -226,12 +223,8 @@ class Sessions:
         if ws.query_params.get("reconnect") == "1":
             # No session resume yet: LeaveRequest(RECONNECT) makes the SDK do a full rejoin at once.
             await ws.accept()
-            leave = rtc.LeaveRequest(
-                can_reconnect=True,
-                reason=models.DisconnectReason.STATE_MISMATCH,
-                action=rtc.LeaveRequest.RECONNECT,
-            )
-            await ws.send_bytes(rtc.SignalResponse(leave=leave).SerializeToString())
+            leave = protocol.leave(models.DisconnectReason.STATE_MISMATCH, reconnect=True)
+            await ws.send_bytes(leave.SerializeToString())
             await ws.close()
             return
         sid = ids.participant_sid()

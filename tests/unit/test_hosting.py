@@ -60,10 +60,6 @@ async def test_unknown_actor_and_private_method_are_actor_gone(host: Host) -> No
         await ActorRef(host.name, "C_1", "counter:1").call("add", 1)
 
 
-async def test_local_host_is_the_last_one_started(host: Host) -> None:
-    assert hosting.local_host() is host
-
-
 async def test_outbox_keeps_order_and_forgets_what_was_acknowledged() -> None:
     boxes = Outboxes()
     boxes.put("g", "PA_a", b"1")
