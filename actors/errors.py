@@ -26,7 +26,7 @@ class LimitExceededError(RaysfuError):
 
 
 class ClusterFullError(RaysfuError):
-    """No media worker of the cluster has room for another participant (all at their CPU limit)."""
+    """No media worker of the cluster has room for another participant (all at their load limit)."""
 
 
 class RoomClosedError(RaysfuError):

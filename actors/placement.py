@@ -1,7 +1,8 @@
 """Which MediaWorker hosts a new participant.
 
-A room's participants go to the worker already serving the room while it has capacity (forwarding inside
-one process is cheapest), then to the least-loaded worker on a node the room already uses, then anywhere.
+A room's participants go to the worker already serving the room while it has headroom (forwarding inside
+one process is cheapest), then to the least-loaded worker on a node the room already uses, then anywhere;
+load is what each worker measures of itself every second: its CPU and its RTP packets/s.
 Workers register as named actors `media:<node>/<n>`; `<node>` is the first 8 hex digits of the Ray node id.
 """
 
@@ -18,10 +19,13 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from actors.errors import ClusterFullError
 from actors.hosting import call_worker
 from actors.naming import MEDIA_PREFIX, NAMESPACE
+from actors.settings import MediaSettings
 
 log = logging.getLogger(__name__)
 
 WORKER_LIST_TTL = 2.0  # seconds a listing of the live workers is reused (it is a GCS request)
+SPILL_AT = 0.7  # share of its load limits above which a worker takes newcomers only when no other can
+LOAD_STEP = 0.25  # utilisation differences below this do not reorder workers
 _listing: tuple[float, list[str]] = (0.0, [])
 
 
@@ -71,43 +75,68 @@ class Candidate:
     cpu: float = 0.0  # the worker process's CPU use over its last measurement, in cores
     packets_per_s: float = 0.0  # RTP packets in and out, same window
 
+    def utilisation(self, media: MediaSettings) -> float:
+        """The larger of its CPU and its packet rate as a share of their limits (0 when there are none)."""
+        shares = [0.0]
+        if media.max_worker_cpu > 0:
+            shares.append(self.cpu / media.max_worker_cpu)
+        if media.max_worker_packets > 0:
+            shares.append(self.packets_per_s / media.max_worker_packets)
+        return max(shares)
+
 
 def choose_worker(
     candidates: list[Candidate],
     room_members: Mapping[str, int],
-    capacity: int,
+    media: MediaSettings,
     home: str = "",
     node: str = "",
-    max_cpu: float = 0.0,
 ) -> str:
-    """Pick a worker. A worker at `max_cpu` (cores; 0: no limit) takes nobody: when every worker is,
-    ClusterFullError. Then on `node` (the node whose gateway the client connected to) while it has a worker
-    with room, then anywhere: the room's busiest worker with room, then its home (the worker hosting the
-    Room), then the least loaded on a node the room uses, then the least loaded anywhere. When every worker
-    has its `capacity` of participants but CPU to spare, the one with the fewest takes the participant."""
+    """Pick a worker for a participant of the room whose workers host `room_members` of it.
+
+    A worker at its load limit (`media.max_worker_cpu` cores or `media.max_worker_packets` packets/s) takes
+    nobody; when every worker is, ClusterFullError. A worker with headroom (below SPILL_AT of its limits
+    and below `participants_per_worker`) is preferred: on `node` (the node whose gateway the client
+    reached) while it has one, then the room's busiest worker (forwarding inside one process is cheapest),
+    its home (the worker hosting the Room), the least loaded on a node the room uses, the least loaded
+    anywhere. When no worker has headroom, the least utilised below its limit takes the participant.
+    "Least loaded" orders by utilisation in steps of LOAD_STEP, then by participants, so that an idle
+    cluster's noise in the measurements does not decide."""
     if not candidates:
         raise ClusterFullError("no media workers are running")
-    if max_cpu > 0:
-        candidates = [c for c in candidates if c.cpu < max_cpu]
-        if not candidates:
-            raise ClusterFullError(f"every media worker is at its CPU limit ({max_cpu:g} cores)")
-    free = [c for c in candidates if capacity <= 0 or c.load < capacity]
-    if not free:
-        return min(candidates, key=lambda c: (c.load, c.worker)).worker
-    local = [c for c in free if worker_node_label(c.worker) == node]
+    below = [c for c in candidates if c.utilisation(media) < 1.0]
+    if not below:
+        raise ClusterFullError(f"every media worker is at its load limit ({_limits(media)})")
+    capacity = media.participants_per_worker
+
+    def least(pool: list[Candidate]) -> str:
+        return min(pool, key=lambda c: (int(c.utilisation(media) / LOAD_STEP), c.load, c.worker)).worker
+
+    roomy = [c for c in below if (capacity <= 0 or c.load < capacity) and c.utilisation(media) < SPILL_AT]
+    if not roomy:
+        return min(below, key=lambda c: (c.utilisation(media), c.load, c.worker)).worker
+    local = [c for c in roomy if worker_node_label(c.worker) == node]
     if local:
-        free = local
+        roomy = local
     serving = sorted(
-        (c for c in free if room_members.get(c.worker, 0) > 0),
+        (c for c in roomy if room_members.get(c.worker, 0) > 0),
         key=lambda c: (-room_members.get(c.worker, 0), c.load),
     )
     if serving:
         return serving[0].worker
-    if any(c.worker == home for c in free):
+    if any(c.worker == home for c in roomy):
         return home
     room_nodes = {worker_node_label(w) for w, n in room_members.items() if n > 0}
-    same_node = [c for c in free if worker_node_label(c.worker) in room_nodes]
-    return min(same_node or free, key=lambda c: (c.load, c.worker)).worker
+    return least([c for c in roomy if worker_node_label(c.worker) in room_nodes] or roomy)
+
+
+def _limits(media: MediaSettings) -> str:
+    limits = []
+    if media.max_worker_cpu > 0:
+        limits.append(f"{media.max_worker_cpu:g} cores of CPU")
+    if media.max_worker_packets > 0:
+        limits.append(f"{media.max_worker_packets:g} RTP packets/s")
+    return " or ".join(limits)
 
 
 def actor_options(name: str, node_id: str | None = None, max_concurrency: int = 1000) -> dict[str, Any]:

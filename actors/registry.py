@@ -53,9 +53,7 @@ class RoomRegistry:
                 return existing
             workers = await placement.live_workers()
             loads = await placement.worker_loads(workers)
-            home = placement.choose_worker(
-                loads, {}, media.participants_per_worker, node=node, max_cpu=media.max_worker_cpu
-            )
+            home = placement.choose_worker(loads, {}, media, node=node)
             ref: ActorRef = await call_worker(
                 home, "host_room", name, settings, media, metadata, task=f"{room_label(name)}.open"
             )

@@ -185,14 +185,7 @@ class Room:
         others = await placement.worker_loads([w for w in workers if w != self._host.name])
         candidates = [self._host.measured_load(), *others]
         members = Counter(s.worker for s in self._seats.values())
-        return placement.choose_worker(
-            candidates,
-            members,
-            self._media.participants_per_worker,
-            home=self._host.name,
-            node=node,
-            max_cpu=self._media.max_worker_cpu,
-        )
+        return placement.choose_worker(candidates, members, self._media, home=self._host.name, node=node)
 
     def _use_worker(self, worker: str) -> None:
         if worker not in self._workers_used:

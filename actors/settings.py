@@ -24,6 +24,8 @@ class MediaSettings:
     # CRC32 digests of the first N RTP payloads per track and per subscription, in media_stats: for tests
     # that check the bytes pass through unchanged; 0 (the default) keeps them off the hot path.
     payload_digests: int = 0
-    # A media worker whose process uses this much CPU (in cores, measured every second) takes no new
-    # participant; when every worker does, joins are refused. 0: no limit.
+    # A media worker whose process uses this much CPU (in cores, measured every second), or forwards this
+    # many RTP packets/s (in and out), takes no new participant; when every worker does, joins are refused.
+    # 0: no limit. One worker forwards 30-40k packets/s in a core on the reference machine (bench/).
     max_worker_cpu: float = 0.9
+    max_worker_packets: float = 30_000

@@ -90,6 +90,7 @@ def from_mapping(data: dict[str, Any], base: ServerConfig | None = None) -> Serv
                 stun_servers=tuple(media.get("stun_servers", cfg.media.stun_servers)),
                 payload_digests=int(media.get("payload_digests", cfg.media.payload_digests)),
                 max_worker_cpu=float(media.get("max_worker_cpu", cfg.media.max_worker_cpu)),
+                max_worker_packets=float(media.get("max_worker_packets", cfg.media.max_worker_packets)),
             ),
         )
     except (TypeError, ValueError) as exc:

@@ -18,6 +18,7 @@ from ray.util.state import list_actors
 
 from actors.worker import LOAD_INTERVAL
 from tests.interop.conftest import DASHBOARD_PORT, running_server
+from tests.interop.media import MediaSession
 from tests.interop.sdk import Connect, Events, MintToken, Server, wait_for
 
 LOST_PORT, LOST_DASHBOARD = 7894, 8269
@@ -196,6 +197,36 @@ async def test_room_gauges_reach_rays_metrics(server: Server, connect: Connect, 
     assert sum(found) == 2, found
 
 
+async def test_placement_weighs_packets_spilling_then_refusing(
+    tmp_path: Path, token: MintToken, media: MediaSession
+) -> None:
+    """With a packet limit that one audio track passes (`media.max_worker_packets`), a room does not stay
+    compact: the next participant goes to the idle worker (counting participants alone would keep it on the
+    busy one), and once that worker relays the track too, a further join is refused as the cluster is full."""
+    config = tmp_path / "packets.yaml"
+    config.write_text("media:\n  max_worker_packets: 40\n")
+    args = ["--config", str(config), "--workers", "2"]
+    with running_server(7896, 8271, tmp_path, args) as (srv, _):
+        room = "loud"
+        alice = await _connect(srv, token, "alice", room)
+        await media.publish(alice, video=False)
+        busy = await _placed(srv, "alice")
+        await asyncio.sleep(3 * LOAD_INTERVAL)  # the worker measures the track's packets
+        bob = await _connect(srv, token, "bob", room)
+        assert await _placed(srv, "bob") != busy
+        rx = media.receive(bob)
+        await rx.wait_tone(15.0, identity="alice")  # relayed to bob's worker, which is now busy too
+        await asyncio.sleep(3 * LOAD_INTERVAL)
+        carol = rtc.Room()
+        with pytest.raises(rtc.ConnectError):
+            await carol.connect(srv.url, token("carol", room), rtc.RoomOptions(connect_timeout=10.0))
+        assert await _identities(srv, room) == ["alice", "bob"]
+        log = srv.log_path.read_text(errors="replace")
+        assert "join of carol to loud refused: every media worker is at its load limit (0.9 cores" in log
+        for client in (alice, bob):
+            await client.disconnect()
+
+
 async def test_a_join_is_refused_when_every_worker_is_at_its_cpu_limit(
     tmp_path: Path, token: MintToken
 ) -> None:
@@ -213,4 +244,4 @@ async def test_a_join_is_refused_when_every_worker_is_at_its_cpu_limit(
         async with lkapi.LiveKitAPI(srv.http_url, srv.api_key, srv.api_secret) as api:
             assert not (await api.room.list_rooms(lkapi.ListRoomsRequest(names=["full"]))).rooms
         log = srv.log_path.read_text(errors="replace")
-        assert "join of alice to full refused: every media worker is at its CPU limit" in log
+        assert "join of alice to full refused: every media worker is at its load limit" in log
