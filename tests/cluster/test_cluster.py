@@ -79,8 +79,9 @@ async def test_one_room_across_three_nodes(
 async def test_a_lost_node_takes_its_participants_and_the_room_goes_on(
     nodes: list[Node], clients: list[rtc.Room], media: MediaSession
 ) -> None:
-    """Every process of the third node is SIGKILLed: its participant leaves the others' view, no ghost stays
-    in ListParticipants, media from the surviving nodes goes on, and the lost client rejoins elsewhere."""
+    """Every process of the third node is SIGKILLed: its participant leaves the others' view within 5 s, no
+    ghost stays in ListParticipants after 10 s, audio and video from node 1 to node 2 go on with no gap over
+    1 s, and the lost client rejoins through another node's gateway at once."""
     room = "node-loss"
     alice = await connect(clients, nodes[0], "alice", room)
     bob = await connect(clients, nodes[1], "bob", room)
@@ -88,25 +89,28 @@ async def test_a_lost_node_takes_its_participants_and_the_room_goes_on(
     await wait_for(lambda: _identities(alice) == {"bob", "carol"}, 20, "alice sees both")
     carol_gone = Events(carol, "disconnected")
     receiver = media.receive(bob)
-    await media.publish(alice, video=False)
+    await media.publish(alice)
     await receiver.wait_tone(30, identity="alice")
+    await receiver.wait_frames(10, 30, identity="alice")
     alice_sees = Events(alice, "participant_disconnected")
 
+    before = time.monotonic() - 1.0
     nodes[2].kill()
-    killed = asyncio.get_running_loop().time()
+    killed = time.monotonic()
     (left,) = await alice_sees.wait("participant_disconnected", timeout=30)
     assert left.identity == "carol"
-    assert asyncio.get_running_loop().time() - killed < 5.0
-    await wait_for(lambda: asyncio.get_running_loop().time() - killed > 3.0, 5, "3 s after the kill")
-    assert await participants(nodes[0], room) == ["alice", "bob"]
-    # The tone from alice (node 1) to bob (node 2) went on: no 100 ms window without it but a few.
-    heard = receiver.audio("alice").tone_windows(since=time.monotonic() - 3.0)
-    assert heard >= 25, heard
+    assert time.monotonic() - killed < 5.0
     await carol_gone.wait("disconnected", timeout=30)
-
-    again = await connect(clients, nodes[0], "carol", room)  # through a surviving node's gateway
+    assert await participants(nodes[0], room) == ["alice", "bob"]  # no ghost
+    again = await connect(clients, nodes[0], "carol", room)  # at once, through a surviving node's gateway
     await wait_for(lambda: "carol" in _identities(alice), 20, "carol back")
+    await wait_for(lambda: time.monotonic() - killed > 10.0, 15, "10 s after the kill")
     assert await participants(nodes[1], room) == ["alice", "bob", "carol"]
+    # From a second before the kill to now, alice's media (node 1) reached bob (node 2) without a gap.
+    after = time.monotonic()
+    tone_gap = receiver.audio("alice").max_tone_gap(before, after)
+    video_gap = receiver.video("alice").max_gap(before, after)
+    assert tone_gap < 1.0 and video_gap < 1.0, (tone_gap, video_gap, receiver.report())
     await again.disconnect()
 
 

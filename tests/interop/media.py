@@ -194,6 +194,12 @@ def analyse_audio(samples: Samples, t: float) -> AudioWindow:
     return AudioWindow(t, rms(samples), dominant_frequency(samples))
 
 
+def longest_gap(times: list[float], since: float, until: float) -> float:
+    """The longest interval between consecutive `times` (sorted) and the finite ends of [since, until]."""
+    edges = ([since] if since > 0 else []) + times + ([until] if until < math.inf else [])
+    return max((b - a for a, b in itertools.pairwise(edges)), default=math.inf)
+
+
 @dataclass
 class VideoLog:
     """Every decoded frame of one remote video track (across resubscriptions)."""
@@ -219,9 +225,7 @@ class VideoLog:
 
     def max_gap(self, since: float = 0.0, until: float = math.inf) -> float:
         """The longest time between consecutive frames (and the window's ends) within [since, until]."""
-        times = [s.t for s in self.between(since, until)]
-        edges = ([since] if since > 0 else []) + times + ([until] if until < math.inf else [])
-        return max((b - a for a, b in itertools.pairwise(edges)), default=math.inf)
+        return longest_gap([s.t for s in self.between(since, until)], since, until)
 
     def summary(self, since: float = 0.0, until: float = math.inf) -> dict[str, Any]:
         return {
@@ -257,6 +261,11 @@ class AudioLog:
 
     def tone_windows(self, since: float = 0.0, until: float = math.inf) -> int:
         return sum(is_tone(w) for w in self.between(since, until))
+
+    def max_tone_gap(self, since: float = 0.0, until: float = math.inf) -> float:
+        """The longest time without the tone (between tone windows, and the window's ends) in [since, until].
+        The decoder plays silence or concealment when packets stop, so frames alone would show no gap."""
+        return longest_gap([w.t for w in self.between(since, until) if is_tone(w)], since, until)
 
     def loud_windows(self, since: float = 0.0, until: float = math.inf) -> int:
         return sum(w.rms > SILENCE_RMS for w in self.between(since, until))
