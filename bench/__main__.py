@@ -1,8 +1,9 @@
 """python -m bench <scenario> [--json FILE] [--duration S] [--smoke] [--sizes N,...] [--log-dir DIR]
 
-Scenarios: join, audio-room, fanout, relay, fanout-joins, all. Runs inside the private network namespace of
-scripts/netns-run (re-executing itself there when root and not inside yet): the SDKs and the light peers
-gather ICE candidates on 10.213.0.1; everything else stays on 127.0.0.1.
+Scenarios: join, audio-room, fanout, relay, fanout-joins, relay-nodes, all. Runs inside the private network
+namespace of scripts/netns-run (re-executing itself there when root and not inside yet): the SDKs and the
+light peers gather ICE candidates on 10.213.0.1; everything else stays on 127.0.0.1 (relay-nodes: on the
+cluster's private bridge).
 """
 
 import argparse
@@ -16,11 +17,12 @@ from typing import Any
 
 from bench import janus
 from bench import result as results
+from bench.relay_nodes import run_relay_nodes
 from bench.result import ScenarioError
 from bench.scenarios import SCENARIOS, Options
 
 REPO = Path(__file__).resolve().parent.parent
-ORDER = ("join", "audio-room", "fanout", "relay", "fanout-joins")
+ORDER = ("join", "audio-room", "fanout", "relay", "fanout-joins", "relay-nodes")
 JANUS_SCENARIOS = ("audio-room", "fanout", "all")
 
 
@@ -67,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         print(f"== {name} (logs in {log_dir})", file=sys.stderr, flush=True)
         try:
-            produced = SCENARIOS[name](opts)
+            produced = run_relay_nodes(opts) if name == "relay-nodes" else SCENARIOS[name](opts)
             out.extend(produced if isinstance(produced, list) else [produced])
         except ScenarioError as exc:
             failure = results.new_result(name)

@@ -9,7 +9,7 @@ counting it twice).
 """
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,14 +64,17 @@ def descendants(stats: Mapping[int, ProcStat], root: int) -> set[int]:
     return tree
 
 
-class TreeCpu:
-    """Accumulates user+sys CPU of a process tree between `start()` and `sample()` calls.
+class ProcessCpu:
+    """Accumulates user+sys CPU of a set of processes (`select` picks them from all processes' stats) between
+    `start()` and `sample()` calls.
 
     Per pid it keeps the first and the last ticks seen; processes that appear later start from 0 (their whole
     life is inside the window). Call `sample()` every second or so to catch short-lived processes."""
 
-    def __init__(self, root: int, proc: Path = Path("/proc")) -> None:
-        self.root = root
+    def __init__(
+        self, select: Callable[[Mapping[int, ProcStat]], Iterable[int]], proc: Path = Path("/proc")
+    ) -> None:
+        self.select = select
         self.proc = proc
         self.first: dict[int, int] = {}
         self.last: dict[int, int] = {}
@@ -86,8 +89,10 @@ class TreeCpu:
         self.observe(read_stats(self.proc), initial=False)
 
     def observe(self, stats: Mapping[int, ProcStat], initial: bool) -> None:
-        for pid in descendants(stats, self.root):
-            s = stats[pid]
+        for pid in self.select(stats):
+            s = stats.get(pid)
+            if s is None:
+                continue
             ticks = s.utime + s.stime
             if pid not in self.first:
                 self.first[pid] = ticks if initial else 0
@@ -104,6 +109,13 @@ class TreeCpu:
             name = self.names.get(pid, "?")
             out[name] = out.get(name, 0.0) + (ticks - self.first[pid]) / CLOCK_TICKS
         return {k: round(v, 3) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
+
+
+class TreeCpu(ProcessCpu):
+    """The CPU of the process tree under `root`."""
+
+    def __init__(self, root: int, proc: Path = Path("/proc")) -> None:
+        super().__init__(lambda stats: descendants(stats, root), proc)
 
 
 def parse_pss_kb(smaps_rollup: str) -> int:

@@ -34,6 +34,9 @@ MEDIA_WORKER_COMM = "ray::MediaWorke"  # a MediaWorker actor's process name, as 
 SETTLE = 2.0  # seconds between stopping the senders and that window
 JOIN_BATCH = 5  # light peers joining at once
 JOIN_ROUND_EVERY = 5.0  # seconds between two rounds of joins in fanout-joins
+# audio-room: seconds between two batches of joins (each publishing at once): a room fills over seconds,
+# and the media workers measure their load every second (placement sees each batch's packets)
+FILL_PAUSE = 1.0
 
 
 @dataclass(frozen=True)
@@ -288,7 +291,7 @@ class MediaRun:
     extra: dict[str, Any]
 
 
-async def _wait_media(counters: Callable[[], list[StreamCounter]], expected: int) -> bool:
+async def wait_media(counters: Callable[[], list[StreamCounter]], expected: int) -> bool:
     deadline = time.monotonic() + MEDIA_WAIT
     while time.monotonic() < deadline:
         live = [c for c in counters() if c.packets > 0]
@@ -310,7 +313,7 @@ async def _measure(
     The idle window's rate is the server's fixed cost for these sessions (Ray processes, ICE consent, RTCP);
     what the media window spends above it is the cost of forwarding. `during` runs as the window starts,
     and is waited for before it ends."""
-    if not await _wait_media(counters, plan.expected_streams):
+    if not await wait_media(counters, plan.expected_streams):
         live = [c for c in counters() if c.packets > 0]
         if not live:
             raise ScenarioError(
@@ -373,12 +376,13 @@ async def _raysfu_media(
             ]
             peers.extend(batch)
             join_ms.extend(await asyncio.gather(*(p.connect() for p in batch)))
+            if plan.is_audio_room:  # each publishes its microphone as it joins, as the SDKs' users do
+                for p in batch:
+                    await p.publish("audio", max_seconds=duration + 120)
+                await asyncio.sleep(FILL_PAUSE)
         await asyncio.sleep(1)
         pss_joined = await server_pss_mb(server.pid)
-        if plan.is_audio_room:
-            for p in peers:
-                await p.publish("audio", max_seconds=duration + 120)
-        else:
+        if not plan.is_audio_room:
             await peers[0].publish("video", video=plan.video(), max_seconds=duration + 120)
         subscribers = peers if plan.is_audio_room else peers[1:]
 
@@ -387,7 +391,7 @@ async def _raysfu_media(
             lambda: {"client_errors": sorted({e for p in peers for e in p.errors})[:10]},
             join_others if joiners else None,
         )  # fmt: skip
-        if plan.scenario == "relay":  # while everyone is still connected
+        if plan.scenario in ("relay", "audio-room"):  # while everyone is still connected
             run.extra["media_workers"] = await asyncio.to_thread(_worker_summary, log_dir)
         if joiners:
             run.extra.update(
@@ -631,7 +635,15 @@ def _sizes(scenario: str, sizes: tuple[int, ...], opts: Options) -> list[dict[st
 
 
 def _audio_room(opts: Options) -> list[dict[str, Any]]:
-    return _sizes("audio-room", (4,) if opts.smoke else (10, 25), opts)
+    results = _sizes("audio-room", (4,) if opts.smoke else (10, 25), opts)
+    for result in results:
+        result["notes"].append(
+            f"raysfu: batches of {JOIN_BATCH} join, each publishing its audio at once, {FILL_PAUSE:g} s "
+            "apart "
+            "(placement sees the load so far); pss_mb_per_participant after joining and publishing, as for "
+            "Janus; media_workers: where placement put them"
+        )
+    return results
 
 
 def _fanout(opts: Options) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,26 +182,20 @@ class Node:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
 
 
-def config_for(node: Node) -> str:
-    return "\n".join(
-        [
-            "keys:",
-            f"  {API_KEY}: {API_SECRET}",
-            f"bind_address: {node.address}",
-            f"port: {GATEWAY_PORT}",
-            "media:",
-            f"  ice_addresses: [{node.address}]",
-            "  workers_per_node: 1",
-            "  participants_per_worker: 1",
-            "  payload_digests: 5000",
-            "",
-        ]
-    )
+# The tests' media settings: one worker per node, one participant per worker, payload digests kept.
+TEST_MEDIA: Mapping[str, int] = {"workers_per_node": 1, "participants_per_worker": 1, "payload_digests": 5000}
+
+
+def config_for(node: Node, media: Mapping[str, int]) -> str:
+    lines = ["keys:", f"  {API_KEY}: {API_SECRET}", f"bind_address: {node.address}", f"port: {GATEWAY_PORT}"]
+    lines += ["media:", f"  ice_addresses: [{node.address}]", *(f"  {k}: {v}" for k, v in media.items())]
+    return "\n".join([*lines, ""])
 
 
 @contextlib.contextmanager
-def cluster(log_dir: Path, size: int = 3) -> Iterator[list[Node]]:
-    """`size` nodes, Ray and raysfu started on each, all ready; everything ended afterwards."""
+def cluster(log_dir: Path, size: int = 3, media: Mapping[str, int] = TEST_MEDIA) -> Iterator[list[Node]]:
+    """`size` nodes, Ray and raysfu started on each (with these `media` settings), all ready; everything
+    ended afterwards."""
     if os.environ.get("RAYSFU_NETNS") != "1":
         raise ClusterError("the cluster tests run inside scripts/netns-run (as root)")
     token = secrets.token_hex(32)
@@ -216,7 +210,7 @@ def cluster(log_dir: Path, size: int = 3) -> Iterator[list[Node]]:
             node.start_ray(nodes[0])
         for node in nodes:
             path = log_dir / f"{node.name}.yaml"
-            path.write_text(config_for(node))
+            path.write_text(config_for(node, media))
             node.start_raysfu(path)
         for node in nodes:
             node.wait_ready()
