@@ -49,6 +49,16 @@ def forget_handle(name: str) -> None:
     _handles.pop(name, None)
 
 
+def known_handle(name: str) -> ActorHandle[Any] | None:
+    """The handle calls to the named host use now, if it was looked up."""
+    return _handles.get(name)
+
+
+def remember_handle(name: str, handle: ActorHandle[Any]) -> None:
+    """Use `handle` for the named host from now on (one not found by name: see actors.registry)."""
+    _handles[name] = handle
+
+
 @dataclass(frozen=True)
 class ActorRef:
     """Where a hosted actor lives: its host (a MediaWorker's actor name) and its address there."""

@@ -2,35 +2,41 @@
 
 A Room is hosted by one MediaWorker, its home (see actors.hosting). Finding it takes one call to this
 registry, which also makes opening a room atomic: two first joins of a room that arrive together get
-the same room. The registry holds nothing that the workers do not hold too: started again (Ray restarts it,
-on any node, when its process or node dies), it asks every worker which rooms it hosts. When a worker dies,
+the same room. The registry holds nothing that the workers do not hold too: started again (by the first
+caller that finds it gone), it asks every worker which rooms it hosts. When a worker dies,
 its rooms are forgotten; their surviving participants open the room again (see actors.room).
 """
 
 import asyncio
 import logging
+import pickle
 import time
 from typing import Any
 
 import ray
 from livekit.protocol import models
+from ray.experimental import internal_kv
 
 from actors import placement
 from actors.errors import ActorGone
-from actors.hosting import ActorRef, call_worker, watch
-from actors.naming import room_label
+from actors.hosting import ActorRef, call_worker, known_handle, remember_handle, watch
+from actors.naming import NAMESPACE, room_label
 from actors.settings import MediaSettings, RoomSettings
 
 log = logging.getLogger(__name__)
 
 REGISTRY = "rooms"
+HANDLE_KEY = b"registry-handle"  # in Ray's key-value store, namespace raysfu
 HEAD_RESOURCE = "node:__internal_head__"  # the resource Ray gives the head node only
-REGISTRY_WAIT = 30.0  # seconds a call waits for a registry that Ray is restarting
+REGISTRY_WAIT = 30.0  # seconds a call waits for a registry that is being started again
 REGISTRY_RETRY = 0.5
 
 
 class RoomRegistry:
     def __init__(self) -> None:
+        # Its handle, for the processes whose lookup by name would find the one before (see registry()).
+        me = pickle.dumps(ray.get_runtime_context().current_actor)
+        internal_kv._internal_kv_put(HANDLE_KEY, me, overwrite=True, namespace=NAMESPACE)
         self._rooms: dict[str, ActorRef] = {}
         self._opening: dict[str, asyncio.Lock] = {}
         self._watched: set[str] = set()
@@ -109,26 +115,42 @@ class RoomRegistry:
 
 
 def registry() -> Any:
-    """The cluster's RoomRegistry actor, created by whoever needs it first, on the head node: it then goes
-    down only with the cluster's GCS (and is started again, rebuilding itself, when that comes back)."""
+    """The cluster's RoomRegistry actor, created by whoever needs it first, on the head node (it then goes
+    down only with the head), and created again by whoever needs it after it died (rebuilding itself from
+    the workers).
+
+    After the head is lost and started again with GCS fault tolerance, a process of another node that had
+    looked the registry up keeps getting the dead one from `ray.get_actor`: Ray caches names until it hears
+    the actor died, which it does not after a GCS restart. So each registry also leaves its handle in Ray's
+    key-value store, and callers whose registry is gone take that one (`_call`)."""
     options = placement.actor_options(REGISTRY, max_concurrency=10_000)
-    options["max_restarts"] = -1  # it rebuilds its state from the workers
     options["resources"] = {HEAD_RESOURCE: 0.001}
     return ray.remote(RoomRegistry).options(get_if_exists=True, **options).remote()
 
 
 async def _call(method: str, *args: Any) -> Any:
-    """A call to the registry; while it is unavailable (restarting), tried again for REGISTRY_WAIT s."""
+    """A call to the registry; while it is unavailable (being started again), tried again for REGISTRY_WAIT s."""
     deadline = time.monotonic() + REGISTRY_WAIT
     while True:
+        tried = known_handle(REGISTRY)
         try:
             return await call_worker(REGISTRY, method, *args, task=f"rooms.{method}")
-        except ActorGone:
+        except ActorGone as exc:
             if time.monotonic() > deadline:
                 raise
-            log.warning("the room registry is unavailable; trying again")
-            await asyncio.to_thread(registry)  # make sure it exists (a no-op while Ray restarts it)
+            log.warning("the room registry is unavailable (%s); trying again", exc.__cause__)
+            await asyncio.to_thread(_find_registry, tried)
             await asyncio.sleep(REGISTRY_RETRY)
+
+
+def _find_registry(failed: Any) -> None:
+    """Next time, call the registry whose handle the last one started left in the key-value store, unless
+    that is the one that just `failed`: then the one found by name, created if there is none."""
+    stored = internal_kv._internal_kv_get(HANDLE_KEY, namespace=NAMESPACE)
+    handle = pickle.loads(stored) if stored else None
+    if handle is None or (failed is not None and handle._actor_id == failed._actor_id):
+        handle = registry()
+    remember_handle(REGISTRY, handle)
 
 
 async def open_room(

@@ -7,6 +7,7 @@ from livekit import api as lkapi
 from livekit import rtc
 
 from tests.cluster.nodes import API_KEY, API_SECRET, ClusterError, Node, cluster
+from tests.interop.media import MediaSession
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,18 @@ async def connect(clients: list[rtc.Room], node: Node, identity: str, room: str)
     clients.append(client)
     await client.connect(node.url, token(identity, room))
     return client
+
+
+@pytest.fixture
+async def media() -> AsyncIterator[MediaSession]:
+    session = MediaSession()
+    yield session
+    await session.close()
+
+
+def identities(room: rtc.Room) -> set[str]:
+    """Whom `room` (a connected client) sees."""
+    return {p.identity for p in room.remote_participants.values()}
 
 
 async def participants(node: Node, room: str) -> list[str]:

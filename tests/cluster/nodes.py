@@ -14,20 +14,23 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BRIDGE = "rsfubr0"
 SUBNET = "10.214.0"
 BRIDGE_ADDRESS = f"{SUBNET}.1"
 RAY_PORT = 6379
+REDIS_PORT = 6380  # GCS fault tolerance
 GATEWAY_PORT = 7880
 DASHBOARD_PORT = 8265
 API_KEY, API_SECRET = "clusterkey", "cluster-secret-" + "x" * 24
@@ -51,6 +54,7 @@ class Node:
     token: str
     holder: subprocess.Popen[bytes] | None = None  # holds the node's mount namespace (its own /tmp)
     serve: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -71,7 +75,7 @@ class Node:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token, RAYSFU_NETNS="1")
+        env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=self.token, RAYSFU_NETNS="1", **self.extra_env)
         return env
 
     def create(self) -> None:
@@ -87,6 +91,9 @@ class Node:
         _run("ip", "-n", self.name, "link", "set", "eth0", "up")
         _run("ip", "-n", self.name, "link", "set", "lo", "up")
         _run("ip", "-n", self.name, "route", "add", "default", "via", BRIDGE_ADDRESS)
+        self._hold_tmp()
+
+    def _hold_tmp(self) -> None:
         self.holder = subprocess.Popen(
             ["ip", "netns", "exec", self.name, "unshare", "--mount", "--propagation", "private", "sh", "-c",
              "mkdir -p /tmp/ray && mount -t tmpfs tmpfs /tmp/ray && exec sleep infinity"],
@@ -170,8 +177,15 @@ class Node:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
-    def destroy(self) -> None:
-        self.kill()
+    def revive(self, head: Node, config: Path) -> None:
+        """Start a killed node again, as a machine that reboots: a fresh /tmp/ray, Ray, raysfu."""
+        self._wait_gone()
+        self._hold_tmp()
+        self.start_ray(head)
+        self.start_raysfu(config)
+        self.wait_ready()
+
+    def _wait_gone(self) -> None:
         deadline = time.monotonic() + 10
         while self.pids() and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -179,11 +193,40 @@ class Node:
             if process is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(5)
+
+    def destroy(self) -> None:
+        self.kill()
+        self._wait_gone()
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, check=False)
 
 
 # The tests' media settings: one worker per node, one participant per worker, payload digests kept.
 TEST_MEDIA: Mapping[str, int] = {"workers_per_node": 1, "participants_per_worker": 1, "payload_digests": 5000}
+
+
+def config_path(node: Node) -> Path:
+    """Where the node's raysfu configuration is (written by `cluster`)."""
+    return node.log_dir / f"{node.name}.yaml"
+
+
+def _start_redis(log_dir: Path) -> subprocess.Popen[bytes]:
+    """Debian's redis-server on the bridge (not inside a node: it outlives them all), in memory only."""
+    if shutil.which("redis-server") is None:
+        raise ClusterError(
+            "redis-server is not installed (Debian package redis-server; scripts/test installs it)"
+        )
+    log = (log_dir / "redis.log").open("wb")
+    # No password, so protected mode (which refuses other hosts then) is off: the bridge is the test's own.
+    args = ["redis-server", "--bind", BRIDGE_ADDRESS, "--port", str(REDIS_PORT), "--protected-mode", "no"]
+    args += ["--save", "", "--appendonly", "no"]
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection((BRIDGE_ADDRESS, REDIS_PORT), timeout=1):
+            return process
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise ClusterError(f"redis-server did not start: {(log_dir / 'redis.log').read_text()[-2000:]}")
+        time.sleep(0.1)
 
 
 def config_for(node: Node, media: Mapping[str, int]) -> str:
@@ -193,29 +236,40 @@ def config_for(node: Node, media: Mapping[str, int]) -> str:
 
 
 @contextlib.contextmanager
-def cluster(log_dir: Path, size: int = 3, media: Mapping[str, int] = TEST_MEDIA) -> Iterator[list[Node]]:
+def cluster(
+    log_dir: Path, size: int = 3, media: Mapping[str, int] = TEST_MEDIA, gcs_redis: bool = False
+) -> Iterator[list[Node]]:
     """`size` nodes, Ray and raysfu started on each (with these `media` settings), all ready; everything
-    ended afterwards."""
+    ended afterwards. With `gcs_redis`, Ray's GCS keeps its state in a redis-server outside the nodes (GCS
+    fault tolerance: `RAY_REDIS_ADDRESS` on the head), so that the head can be killed and started again."""
     if os.environ.get("RAYSFU_NETNS") != "1":
         raise ClusterError("the cluster tests run inside scripts/netns-run (as root)")
     token = secrets.token_hex(32)
     nodes = [Node(i + 1, log_dir, token) for i in range(size)]
+    redis: subprocess.Popen[bytes] | None = None
     _run("ip", "link", "add", BRIDGE, "type", "bridge")
     try:
         _run("ip", "addr", "add", f"{BRIDGE_ADDRESS}/24", "dev", BRIDGE)
         _run("ip", "link", "set", BRIDGE, "up")
+        if gcs_redis:
+            redis = _start_redis(log_dir)
+            nodes[0].extra_env.update(
+                RAY_REDIS_ADDRESS=f"{BRIDGE_ADDRESS}:{REDIS_PORT}", RAY_external_storage_namespace=token[:16]
+            )
         for node in nodes:
             node.create()
         for node in nodes:
             node.start_ray(nodes[0])
         for node in nodes:
-            path = log_dir / f"{node.name}.yaml"
-            path.write_text(config_for(node, media))
-            node.start_raysfu(path)
+            config_path(node).write_text(config_for(node, media))
+            node.start_raysfu(config_path(node))
         for node in nodes:
             node.wait_ready()
         yield nodes
     finally:
         for node in nodes:
             node.destroy()
+        if redis is not None:
+            redis.kill()
+            redis.wait(5)
         subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True, check=False)

@@ -3,12 +3,10 @@ with Ray's token authentication), with the official Python SDK connected to each
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
-import pytest
 from livekit import rtc
 
-from tests.cluster.conftest import connect, participants
+from tests.cluster.conftest import connect, identities, participants
 from tests.cluster.nodes import Node
 from tests.interop.media import (
     MediaSession,
@@ -20,20 +18,9 @@ from tests.interop.media import (
 from tests.interop.sdk import Events, wait_for
 
 
-@pytest.fixture
-async def media() -> AsyncIterator[MediaSession]:
-    session = MediaSession()
-    yield session
-    await session.close()
-
-
 async def _stats(node: Node) -> dict[str, dict[str, object]]:
     done = await asyncio.to_thread(node.run, stats_command("auto"))
     return parse_media_stats(done)
-
-
-def _identities(room: rtc.Room) -> set[str]:
-    return {p.identity for p in room.remote_participants.values()}
 
 
 async def test_one_room_across_three_nodes(
@@ -44,7 +31,7 @@ async def test_one_room_across_three_nodes(
     bob = await connect(clients, nodes[1], "bob", room)
     carol = await connect(clients, nodes[2], "carol", room)
     for client, others in ((alice, {"bob", "carol"}), (bob, {"alice", "carol"}), (carol, {"alice", "bob"})):
-        await wait_for(lambda c=client, o=others: _identities(c) == o, 20, "everyone sees everyone")
+        await wait_for(lambda c=client, o=others: identities(c) == o, 20, "everyone sees everyone")
 
     at_bob, at_alice = Events(bob, "data_received"), Events(alice, "data_received")
     at_carol = Events(carol, "data_received")
@@ -86,7 +73,7 @@ async def test_a_lost_node_takes_its_participants_and_the_room_goes_on(
     alice = await connect(clients, nodes[0], "alice", room)
     bob = await connect(clients, nodes[1], "bob", room)
     carol = await connect(clients, nodes[2], "carol", room)  # through node 3's gateway, placed on node 3
-    await wait_for(lambda: _identities(alice) == {"bob", "carol"}, 20, "alice sees both")
+    await wait_for(lambda: identities(alice) == {"bob", "carol"}, 20, "alice sees both")
     carol_gone = Events(carol, "disconnected")
     receiver = media.receive(bob)
     await media.publish(alice)
@@ -103,7 +90,7 @@ async def test_a_lost_node_takes_its_participants_and_the_room_goes_on(
     await carol_gone.wait("disconnected", timeout=30)
     assert await participants(nodes[0], room) == ["alice", "bob"]  # no ghost
     again = await connect(clients, nodes[0], "carol", room)  # at once, through a surviving node's gateway
-    await wait_for(lambda: "carol" in _identities(alice), 20, "carol back")
+    await wait_for(lambda: "carol" in identities(alice), 20, "carol back")
     await wait_for(lambda: time.monotonic() - killed > 10.0, 15, "10 s after the kill")
     assert await participants(nodes[1], room) == ["alice", "bob", "carol"]
     # From a second before the kill to now, alice's media (node 1) reached bob (node 2) without a gap.
@@ -122,7 +109,7 @@ async def test_a_lost_node_that_was_a_rooms_home_has_the_room_rebuilt(
     room = "home-loss"
     bob = await connect(clients, nodes[1], "bob", room)  # the first join: the room's home is on node 2
     alice = await connect(clients, nodes[0], "alice", room)
-    await wait_for(lambda: _identities(alice) == {"bob"}, 20, "alice sees bob")
+    await wait_for(lambda: identities(alice) == {"bob"}, 20, "alice sees bob")
     bob_gone = Events(bob, "disconnected")
     alice_back = Events(alice, "reconnected")
 
@@ -132,4 +119,4 @@ async def test_a_lost_node_that_was_a_rooms_home_has_the_room_rebuilt(
     await wait_for(lambda: alice.connection_state == rtc.ConnectionState.CONN_CONNECTED, 20, "alice back")
     assert await participants(nodes[0], room) == ["alice"]
     again = await connect(clients, nodes[0], "bob", room)
-    await wait_for(lambda: _identities(alice) == {"bob"} and _identities(again) == {"alice"}, 20, "both back")
+    await wait_for(lambda: identities(alice) == {"bob"} and identities(again) == {"alice"}, 20, "both back")
