@@ -18,6 +18,8 @@ class MediaSettings:
 
     # Addresses ICE gathers host candidates on; empty means every non-loopback interface (aioice's default).
     ice_addresses: tuple[str, ...] = ()
+    # The UDP ports (first, last) those host candidates take; None: any port the system gives.
+    ice_port_range: tuple[int, int] | None = None
     participants_per_worker: int = 100
     workers_per_node: int = 0  # 0 = one per CPU
     stun_servers: tuple[str, ...] = field(default=())
@@ -27,3 +29,4 @@ class MediaSettings:
     # A media worker whose process uses this much CPU (in cores, measured every second) takes no new
     # participant; when every worker does, joins are refused. 0: no limit.
     max_worker_cpu: float = 0.9
+    log_level: str = "info"  # a key of actors.logs.LOG_LEVELS (LiveKit's `logging.level`)

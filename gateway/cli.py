@@ -17,7 +17,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--dev", action="store_true", help="local Ray, 127.0.0.1:7880, key devkey / secret secret")
     s.add_argument("--config", help="YAML configuration file")
     s.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or host:port)")
-    s.add_argument("--host", help="address the gateway binds")
+    s.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="address the gateway binds (repeatable; default 127.0.0.1)",
+    )
     s.add_argument("--port", type=int, help="gateway port (default 7880)")
     s.add_argument("--dashboard-port", type=int, help="Ray dashboard port of a local Ray (default 8265)")
     s.add_argument("--ice-address", action="append", default=[], help="address ICE gathers on (repeatable)")
@@ -57,7 +62,7 @@ def serve_config(args: argparse.Namespace) -> cfg.ServerConfig:
     if args.address:
         config = replace(config, ray_address=args.address)
     if args.host:
-        config = replace(config, host=args.host)
+        config = replace(config, bind_addresses=tuple(args.host))
     if args.port:
         config = replace(config, port=args.port)
     if args.dashboard_port:
