@@ -187,7 +187,7 @@ def config_for(node: Node) -> str:
         [
             "keys:",
             f"  {API_KEY}: {API_SECRET}",
-            f"bind_address: {node.address}",
+            f"bind_addresses: [{node.address}]",
             f"port: {GATEWAY_PORT}",
             "media:",
             f"  ice_addresses: [{node.address}]",
