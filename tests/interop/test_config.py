@@ -81,4 +81,6 @@ async def test_a_livekit_config_file_sets_keys_room_timeouts_and_ice_ports(tmp_p
         async with lkapi.LiveKitAPI(srv.http_url, "devkey", "secret") as dev_api:
             with pytest.raises(lkapi.TwirpError):
                 await dev_api.room.list_rooms(lkapi.ListRoomsRequest())
-        assert "ICE host candidates on UDP ports 47200-47219" in srv.log_path.read_text(errors="replace")
+        log = srv.log_path.read_text(errors="replace")
+        assert "ICE host candidates on UDP ports 47200-47219" in log
+        assert " DEBUG aioice.ice: " in log  # logging.level: debug, in the media workers too
