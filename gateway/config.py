@@ -119,7 +119,8 @@ class _Section:
         if data is None:
             data = {}
         if not isinstance(data, dict):
-            raise ConfigError(f"'{path.rstrip('.') or 'the file'}' must be a mapping, not {_kind(data)}")
+            where = f"'{path.rstrip('.')}'" if path else "the top level"
+            raise ConfigError(f"{where} must be a mapping, not {_kind(data)} {data!r}")
         self._data: dict[Any, Any] = data
         self._path = path
         self._read: set[str] = set()
@@ -178,9 +179,8 @@ class _Section:
 
 
 def _kind(value: object) -> str:
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", type(None): "empty"}.get(
-        type(value), type(value).__name__
-    )
+    kinds = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer"}
+    return {**kinds, float: "a number", type(None): "empty"}.get(type(value), type(value).__name__)
 
 
 def _ip(key: str, text: str) -> str:

@@ -151,8 +151,8 @@ def test_no_keys_is_an_error() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("- a list\n", "'the file' must be a mapping, not a list"),
-        ("keys: {k: s}\nroom: 5\n", "'room' must be a mapping, not int"),
+        ("- a list\n", "the top level must be a mapping, not a list"),
+        ("keys: {k: s}\nroom: 5\n", "'room' must be a mapping, not an integer 5"),
         (
             "keys: {k: s}\nport: seventy\n",
             "'port' must be an integer from 1 to 65535, not a string 'seventy'",
