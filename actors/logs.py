@@ -4,6 +4,11 @@ import logging
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+# LiveKit's `logging.level` values, as Python's logging levels.
+LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING, "error": logging.ERROR}
 
-def configure() -> None:
-    logging.basicConfig(level=logging.INFO, format=FORMAT)
+
+def configure(level: str = "info") -> None:
+    """The root logger at `level` (a LOG_LEVELS key), with raysfu's format."""
+    logging.basicConfig(format=FORMAT)
+    logging.getLogger().setLevel(LOG_LEVELS[level])

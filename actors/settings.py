@@ -18,6 +18,8 @@ class MediaSettings:
 
     # Addresses ICE gathers host candidates on; empty means every non-loopback interface (aioice's default).
     ice_addresses: tuple[str, ...] = ()
+    # The UDP ports (first, last) those host candidates take; None: any port the system gives.
+    ice_port_range: tuple[int, int] | None = None
     participants_per_worker: int = 100
     workers_per_node: int = 0  # 0 = one per CPU
     stun_servers: tuple[str, ...] = field(default=())
@@ -29,3 +31,4 @@ class MediaSettings:
     # 0: no limit. One worker forwards 30-40k packets/s in a core on the reference machine (bench/).
     max_worker_cpu: float = 0.9
     max_worker_packets: float = 30_000
+    log_level: str = "info"  # a key of actors.logs.LOG_LEVELS (LiveKit's `logging.level`)

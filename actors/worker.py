@@ -28,7 +28,7 @@ from actors.forwarder import TrackForwarder
 from actors.hosting import ActorRef, Host
 from actors.inbox import SequencedInbox
 from actors.media.data import DataPacketRefused, route
-from actors.media.hooks import restrict_host_addresses, use_rfc_consent_freshness
+from actors.media.hooks import restrict_host_addresses, restrict_host_ports, use_rfc_consent_freshness
 from actors.media.ice import parse_candidate_init, rtc_configuration
 from actors.media.links import Outgoing, WorkerLinks
 from actors.media.peer import PUBLISHER, SUBSCRIBER, ParticipantPeers
@@ -69,7 +69,7 @@ class _Delivery:
 class MediaWorker(Host):
     def __init__(self, name: str, settings: MediaSettings, relay_key: bytes | None = None) -> None:
         """`relay_key`: the cluster's, from Ray, when None (a worker started without Ray must pass one)."""
-        logs.configure()
+        logs.configure(settings.log_level)
         super().__init__(name)
         self._settings = settings
         self.outboxes = Outboxes()
@@ -78,6 +78,8 @@ class MediaWorker(Host):
         self._packets_per_s = 0.0
         if settings.ice_addresses:
             restrict_host_addresses(settings.ice_addresses)
+        if settings.ice_port_range:
+            restrict_host_ports(settings.ice_port_range)
         use_rfc_consent_freshness()
         self._peers: dict[str, ParticipantPeers] = {}
         self._rooms: dict[str, _Room] = {}

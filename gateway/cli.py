@@ -1,23 +1,38 @@
-"""The `raysfu` command: `serve` runs the server, `token` mints an access token."""
+"""The `raysfu` command: `serve` runs the server, `token` mints an access token, `room` and `participant`
+manage a running server (gateway/admin.py)."""
 
 import argparse
 import os
 import sys
 from dataclasses import replace
+from typing import NoReturn
 
+from gateway import admin
 from gateway import config as cfg
 from gateway.auth import VideoGrant, mint_token
 
 
+class Parser(argparse.ArgumentParser):
+    """A bad command line is one line on stderr (and exit code 2), not the usage and then the error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="raysfu", description="A LiveKit-compatible SFU on Ray")
+    p = Parser(prog="raysfu", description="A LiveKit-compatible SFU on Ray")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the gateway and this node's media workers")
     s.add_argument("--dev", action="store_true", help="local Ray, 127.0.0.1:7880, key devkey / secret secret")
     s.add_argument("--config", help="YAML configuration file")
     s.add_argument("--address", help="join an existing Ray cluster (e.g. 'auto' or host:port)")
-    s.add_argument("--host", help="address the gateway binds")
+    s.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        help="address the gateway binds (repeatable; default 127.0.0.1)",
+    )
     s.add_argument("--port", type=int, help="gateway port (default 7880)")
     s.add_argument("--dashboard-port", type=int, help="Ray dashboard port of a local Ray (default 8265)")
     s.add_argument("--ice-address", action="append", default=[], help="address ICE gathers on (repeatable)")
@@ -49,6 +64,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--update-own-metadata", action="store_true", help="canUpdateOwnMetadata=true")
     t.add_argument("--hidden", action="store_true", help="hidden participant")
     t.add_argument("--admin", action="store_true", help="roomAdmin, roomCreate and roomList")
+
+    admin.add_commands(sub)
     return p
 
 
@@ -57,7 +74,7 @@ def serve_config(args: argparse.Namespace) -> cfg.ServerConfig:
     if args.address:
         config = replace(config, ray_address=args.address)
     if args.host:
-        config = replace(config, host=args.host)
+        config = replace(config, bind_addresses=tuple(args.host))
     if args.port:
         config = replace(config, port=args.port)
     if args.dashboard_port:
@@ -105,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "token":
             print(token(args))
             return 0
+        if args.command in ("room", "participant"):
+            return admin.main(args)
         config = serve_config(args)
         # Ray reads these when imported, so they are set before. Log dedup merges similar lines of different
         # actors ("repeated 6x across cluster"), but an SFU's log must say which room, participant and track

@@ -4,12 +4,15 @@ import asyncio
 import logging
 import os
 import signal
+import socket
+import sys
 from types import FrameType
 
 import ray
 import uvicorn
 
 from actors import logs, registry
+from actors.logs import LOG_LEVELS
 from actors.naming import NAMESPACE, media_actor
 from actors.placement import node_label
 from actors.worker import create_media_worker
@@ -117,8 +120,27 @@ def banner(config: ServerConfig, dashboard: str) -> str:
     return "\n".join(lines)
 
 
+def listen(config: ServerConfig) -> list[socket.socket]:
+    """The gateway's listening sockets, one per bind address, bound before anything else starts."""
+    sockets: list[socket.socket] = []
+    for address in config.bind_addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        try:
+            sockets.append(socket.create_server((address, config.port), family=family))
+        except OSError as exc:
+            for sock in sockets:
+                sock.close()
+            raise OSError(f"cannot listen on {address} port {config.port}: {exc.strerror or exc}") from None
+    return sockets
+
+
 def serve(config: ServerConfig) -> int:
-    logs.configure()
+    logs.configure(config.media.log_level)
+    try:
+        sockets = listen(config)
+    except OSError as exc:
+        print(f"raysfu: {exc}", file=sys.stderr)
+        return 1
     dashboard = start_ray(config)
     workers = start_media_workers(config)
     log.info("media workers: %s", ", ".join(workers))
@@ -127,11 +149,9 @@ def serve(config: ServerConfig) -> int:
     server = GatewayServer(
         uvicorn.Config(
             app,
-            host=config.host,
-            port=config.port,
             ws="websockets-sansio",
             ws_max_size=WS_MAX_SIZE,
-            log_level="info",
+            log_level=LOG_LEVELS[config.media.log_level],
             lifespan="off",
         ),
         sessions,
@@ -139,7 +159,7 @@ def serve(config: ServerConfig) -> int:
     logging.getLogger("uvicorn.error").addFilter(DenialNoise())
     print(banner(config, dashboard), flush=True)
     try:
-        server.run()
+        server.run(sockets)
     finally:
         stop_actors(workers, everything=not config.ray_address)
         ray.shutdown()

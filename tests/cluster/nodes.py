@@ -230,7 +230,12 @@ def _start_redis(log_dir: Path) -> subprocess.Popen[bytes]:
 
 
 def config_for(node: Node, media: Mapping[str, int]) -> str:
-    lines = ["keys:", f"  {API_KEY}: {API_SECRET}", f"bind_address: {node.address}", f"port: {GATEWAY_PORT}"]
+    lines = [
+        "keys:",
+        f"  {API_KEY}: {API_SECRET}",
+        f"bind_addresses: [{node.address}]",
+        f"port: {GATEWAY_PORT}",
+    ]
     lines += ["media:", f"  ice_addresses: [{node.address}]", *(f"  {k}: {v}" for k, v in media.items())]
     return "\n".join([*lines, ""])
 

@@ -9,7 +9,9 @@ import struct
 from importlib.metadata import version
 from types import SimpleNamespace
 
+import aioice.candidate
 import aioice.ice
+import aioice.turn
 import aiortc
 import aiortc.codecs
 import aiortc.rtp
@@ -51,6 +53,19 @@ def test_private_names_exist() -> None:
     assert "_queue" in vars(aioice.ice.Connection(ice_controlling=True))
     assert hasattr(pylibsrtp._binding.lib, "srtp_protect") and pylibsrtp.SRTP_MAX_TRAILER_LEN >= 16
     assert isinstance(pylibsrtp.ERRORS, list)
+    # host candidates on the configured ports (hooks.aioice.ranged_component_candidates)
+    gather = inspect.signature(aioice.ice.Connection.get_component_candidates).parameters
+    assert list(gather) == ["self", "component", "addresses", "timeout"]
+    assert {"_protocols", "stun_server", "turn_server"} <= set(
+        vars(aioice.ice.Connection(ice_controlling=True))
+    )
+    assert list(inspect.signature(aioice.ice.server_reflexive_candidate).parameters) == [
+        "protocol",
+        "stun_server",
+    ]
+    assert aioice.candidate.candidate_priority(1, "host") > aioice.candidate.candidate_priority(1, "srflx")
+    assert isinstance(aioice.candidate.candidate_foundation("host", "udp", "127.0.0.1"), str)
+    assert isinstance(aioice.turn.UDP_SOCKET_BUFFER_SIZE, int)
 
 
 async def test_datagram_transport_has_the_socket_and_buffer_egress_uses() -> None:

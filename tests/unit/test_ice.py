@@ -12,13 +12,21 @@ import pytest
 
 from actors.errors import CandidateError
 from actors.media.hooks import aioice as ice
-from actors.media.hooks import fixed_host_addresses, restrict_host_addresses, use_rfc_consent_freshness
+from actors.media.hooks import (
+    fixed_host_addresses,
+    restrict_host_addresses,
+    restrict_host_ports,
+    use_rfc_consent_freshness,
+)
 from actors.media.ice import parse_candidate_init, rtc_configuration
 
 
 @pytest.fixture
 def restore_aioice(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aioice.ice, "get_host_addresses", aioice.ice.get_host_addresses)
+    monkeypatch.setattr(
+        aioice.ice.Connection, "get_component_candidates", aioice.ice.Connection.get_component_candidates
+    )
 
 
 def test_fixed_host_addresses_by_family() -> None:
@@ -49,6 +57,82 @@ def test_empty_restriction_restores_aioice_default(restore_aioice: None) -> None
     restrict_host_addresses([])
     assert aioice.ice.get_host_addresses.__module__ == "aioice.ice"
     assert "127.0.0.1" not in aioice.ice.get_host_addresses(use_ipv4=True, use_ipv6=False)
+
+
+PORTS = (47100, 47103)  # rtc.port_range_start / port_range_end for the tests below: four ports
+
+
+async def test_host_candidates_take_ports_of_the_configured_range(restore_aioice: None) -> None:
+    restrict_host_addresses(["127.0.0.1"])
+    restrict_host_ports(PORTS)
+    connections = [aioice.Connection(ice_controlling=True, use_ipv6=False) for _ in range(5)]
+    try:
+        await asyncio.gather(*(c.gather_candidates() for c in connections))
+        ports = [c.port for conn in connections[:4] for c in conn.local_candidates]
+        assert sorted(ports) == list(range(PORTS[0], PORTS[1] + 1))
+        candidates = [c for conn in connections for c in conn.local_candidates]
+        assert all(c.host == "127.0.0.1" and c.type == "host" for c in candidates)
+        # the range is full: no candidate rather than one on another port
+        assert connections[4].local_candidates == []
+    finally:
+        await asyncio.gather(*(c.close() for c in connections))
+
+
+async def test_connections_on_ranged_ports_connect_and_carry_data(restore_aioice: None) -> None:
+    restrict_host_addresses(["127.0.0.1"])
+    restrict_host_ports(PORTS)
+    a, b = await _connected_pair()
+    try:
+        ports = {c.port for c in (*a.local_candidates, *b.local_candidates)}
+        assert ports <= set(range(PORTS[0], PORTS[1] + 1))
+        await a.send(b"over the ranged ports")
+        assert await asyncio.wait_for(b.recv(), 5) == b"over the ranged ports"
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
+class _StunServer(asyncio.DatagramProtocol):
+    """Answers binding requests with the sender's address as seen (a server-reflexive candidate)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: asyncio.DatagramTransport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        request = aioice.stun.parse_message(data)
+        response = aioice.stun.Message(
+            message_method=request.message_method,
+            message_class=aioice.stun.Class.RESPONSE,
+            transaction_id=request.transaction_id,
+        )
+        response.attributes["XOR-MAPPED-ADDRESS"] = addr
+        self.transport.sendto(bytes(response), addr)
+
+
+async def test_ranged_gathering_still_asks_stun_for_a_reflexive_candidate(restore_aioice: None) -> None:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(_StunServer, local_addr=("127.0.0.1", 0))
+    restrict_host_addresses(["127.0.0.1"])
+    restrict_host_ports(PORTS)
+    connection = aioice.Connection(
+        ice_controlling=True, use_ipv6=False, stun_server=transport.get_extra_info("sockname")
+    )
+    try:
+        await connection.gather_candidates()
+        host, srflx = connection.local_candidates
+        assert (host.type, srflx.type) == ("host", "srflx")
+        assert PORTS[0] <= host.port <= PORTS[1]
+        assert (srflx.host, srflx.port, srflx.related_port) == ("127.0.0.1", host.port, host.port)
+    finally:
+        await connection.close()
+        transport.close()
+
+
+def test_no_range_restores_aioice_gathering(restore_aioice: None) -> None:
+    original = aioice.ice.Connection.get_component_candidates
+    restrict_host_ports(PORTS)
+    assert aioice.ice.Connection.get_component_candidates is not original
+    restrict_host_ports(None)
+    assert aioice.ice.Connection.get_component_candidates is original
 
 
 def test_rtc_configuration_never_falls_back_to_public_stun() -> None:

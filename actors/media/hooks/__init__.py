@@ -31,7 +31,10 @@ Also: `RTCRtpTransceiver._codecs/_headerExtensions` (negotiated parameters, rid 
 data_received` and its `_queue` (bounded, and short-cut to the tap transport, by install()),
 `aioice.ice.StunProtocol.datagram_received` (media skips its STUN parse attempt) with its `receiver` and
 `local_candidate`.
-`aioice.ice.get_host_addresses` (host candidates on the configured addresses only) and
+`aioice.ice.get_host_addresses` (host candidates on the configured addresses only),
+`aioice.ice.Connection.get_component_candidates` (on the configured ports: with `_protocols`,
+`stun_server`, `turn_server`, `StunProtocol`, `candidate_foundation`, `candidate_priority`,
+`server_reflexive_candidate` and `aioice.turn.UDP_SOCKET_BUFFER_SIZE`) and
 `aioice.ice.Connection.query_consent` (RFC 7675 consent freshness, with `_nominated` and
 `_query_consent_task`) are replaced process-wide.
 tests/unit/test_hooks.py and tests/unit/test_ice.py check each of these names so that an upgrade fails
@@ -47,6 +50,7 @@ from actors.media.hooks.aioice import (
     fixed_host_addresses,
     query_consent,
     restrict_host_addresses,
+    restrict_host_ports,
     use_rfc_consent_freshness,
 )
 from actors.media.hooks.common import RtpSink, counters
@@ -88,6 +92,7 @@ __all__ = [
     "passthrough_sender",
     "query_consent",
     "restrict_host_addresses",
+    "restrict_host_ports",
     "start_transceivers",
     "tap_receiver",
     "tap_transport",

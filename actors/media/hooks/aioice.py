@@ -1,16 +1,20 @@
 """aioice, patched process-wide (a media worker hosts nothing but SFU connections): media datagrams skip the
 STUN parse, ICE receive queues are bounded and short-cut to the tap transport, host candidates only on
-the configured addresses, and RFC 7675 consent freshness in place of aioice's 0.5 s single-try checks."""
+the configured addresses and ports, and RFC 7675 consent freshness in place of aioice's 0.5 s single-try
+checks."""
 
 import asyncio
 import ipaddress
 import logging
 import random
+import socket
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import aioice.candidate
 import aioice.ice
 import aioice.stun
+import aioice.turn
 
 from actors.media.hooks.common import counters, ratelog
 
@@ -81,6 +85,93 @@ def restrict_host_addresses(addresses: Iterable[str]) -> None:
     wanted = tuple(addresses)
     aioice.ice.get_host_addresses = fixed_host_addresses(wanted) if wanted else _aioice_default
     log.info("ICE host candidates on %s", ", ".join(wanted) if wanted else "every non-loopback interface")
+
+
+_aioice_component_candidates = aioice.ice.Connection.get_component_candidates
+
+
+def bind_in_range(address: str, first: int, last: int) -> socket.socket | None:
+    """A UDP socket on `address` at a free port from `first` to `last` (tried from a random one on, so that
+    the workers of a node sharing the range rarely race for a port); None when every port is taken."""
+    family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
+    count = last - first + 1
+    offset = random.randrange(count)
+    for i in range(count):
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((address, first + (offset + i) % count))
+        except OSError:
+            sock.close()
+            continue
+        return sock
+    return None
+
+
+def ranged_component_candidates(first: int, last: int) -> Any:
+    """A replacement for `aioice.ice.Connection.get_component_candidates` whose host candidates take ports
+    from `first` to `last` (aioice binds port 0, and has no setting for it); the server-reflexive
+    candidates are asked of STUN as aioice does, a TURN relay is left to aioice's own."""
+
+    async def get_component_candidates(
+        self: aioice.ice.Connection,
+        component: int,
+        addresses: list[str],
+        timeout: int = 5,  # noqa: ASYNC109 (aioice's signature)
+    ) -> list[aioice.Candidate]:
+        loop = asyncio.get_running_loop()
+        hosts = []
+        for address in addresses:
+            sock = bind_in_range(address, first, last)
+            if sock is None:
+                ratelog.warning(
+                    "ice_ports", "no free UDP port in %d-%d on %s: no candidate", first, last, address
+                )
+                continue
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, aioice.turn.UDP_SOCKET_BUFFER_SIZE)
+            _, protocol = await loop.create_datagram_endpoint(
+                lambda: aioice.ice.StunProtocol(self), sock=sock
+            )
+            host, port = protocol.transport.get_extra_info("sockname")[:2]
+            protocol.local_candidate = aioice.Candidate(
+                foundation=aioice.candidate.candidate_foundation("host", "udp", host),
+                component=component,
+                transport="udp",
+                priority=aioice.candidate.candidate_priority(component, "host"),
+                host=host,
+                port=port,
+                type="host",
+            )
+            hosts.append(protocol)
+        self._protocols += hosts
+        candidates = [p.local_candidate for p in hosts]
+        if self.stun_server:
+            queries = [
+                asyncio.create_task(aioice.ice.server_reflexive_candidate(p, self.stun_server))
+                for p in hosts
+                if ipaddress.ip_address(p.local_candidate.host).version == 4
+            ]
+            if queries:
+                done, pending = await asyncio.wait(queries, timeout=timeout)
+                candidates += [t.result()[0] for t in done if t.exception() is None]
+                for task in pending:
+                    task.cancel()
+        if self.turn_server:
+            candidates += await _aioice_component_candidates(self, component, [], timeout)
+        return candidates
+
+    return get_component_candidates
+
+
+def restrict_host_ports(port_range: tuple[int, int] | None) -> None:
+    """Host candidates on ports `port_range` (first, last); None: any port, as aioice does (process-wide,
+    as `restrict_host_addresses`)."""
+    aioice.ice.Connection.get_component_candidates = (  # type: ignore[method-assign]
+        ranged_component_candidates(*port_range) if port_range else _aioice_component_candidates
+    )
+    log.info(
+        "ICE host candidates on %s",
+        f"UDP ports {port_range[0]}-{port_range[1]}" if port_range else "any UDP port",
+    )
 
 
 CONSENT_INTERVAL = 5.0  # seconds between consent checks, randomised 0.8-1.2x (RFC 7675)
