@@ -1,13 +1,13 @@
 """Server configuration: `--dev` defaults, a YAML file, and the environment."""
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from actors.settings import MediaSettings, RoomSettings
+from actors.settings import MediaSettings, ParticipantLimits, RoomSettings
 
 DEV_API_KEY = "devkey"
 DEV_API_SECRET = "secret"
@@ -63,6 +63,15 @@ def _section(data: dict[str, Any], name: str) -> dict[str, Any]:
     return value
 
 
+def _limits(section: dict[str, Any], base: ParticipantLimits) -> ParticipantLimits:
+    """The `limit` section (actors.settings.ParticipantLimits: LiveKit's key names where it has them)."""
+    known = {f.name: type(getattr(base, f.name)) for f in fields(ParticipantLimits)}
+    unknown = sorted(set(section) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown limit settings: {', '.join(unknown)}")
+    return replace(base, **{key: known[key](value) for key, value in section.items()})
+
+
 def from_mapping(data: dict[str, Any], base: ServerConfig | None = None) -> ServerConfig:
     cfg = base or ServerConfig()
     try:
@@ -71,6 +80,7 @@ def from_mapping(data: dict[str, Any], base: ServerConfig | None = None) -> Serv
             keys = parse_keys(keys)
         room = _section(data, "room")
         media = _section(data, "media")
+        limit = _section(data, "limit")
         return replace(
             cfg,
             api_keys={str(k): str(v) for k, v in keys.items()} if keys else cfg.api_keys,
@@ -90,6 +100,7 @@ def from_mapping(data: dict[str, Any], base: ServerConfig | None = None) -> Serv
                 stun_servers=tuple(media.get("stun_servers", cfg.media.stun_servers)),
                 payload_digests=int(media.get("payload_digests", cfg.media.payload_digests)),
                 max_worker_cpu=float(media.get("max_worker_cpu", cfg.media.max_worker_cpu)),
+                limits=_limits(limit, cfg.media.limits),
             ),
         )
     except (TypeError, ValueError) as exc:
