@@ -17,16 +17,26 @@ from typing import TYPE_CHECKING
 from livekit.protocol import models, rtc
 
 from actors import ids, protocol
-from actors.errors import InvalidRequestError, LimitExceededError, PermissionDeniedError, RaysfuError, unwrap
+from actors.errors import (
+    ActorGone,
+    InvalidRequestError,
+    LimitExceededError,
+    NotFoundError,
+    PermissionDeniedError,
+    RaysfuError,
+    unwrap,
+)
 from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
 from actors.hosting import ActorRef
 from actors.inbox import SequencedInbox
+from actors.media.ratelog import RateLimitedLog
 from actors.naming import participant_label
 
 if TYPE_CHECKING:
     from actors.worker import MediaWorker
 
 log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)  # requests refused for what a client did, once per cause
 
 
 @dataclass(frozen=True)
@@ -69,8 +79,10 @@ class Participant:
         self._pending: dict[str, models.TrackInfo] = {}  # AddTrackRequest cid -> announced, not yet bound
         self._published: dict[str, models.TrackInfo] = {}  # track sid -> bound to a publisher m-line
         self._published_cids: dict[str, str] = {}  # track sid -> the client's cid of it
-        self._subscribed: set[str] = set()  # track sids this participant receives
-        self._warned: set[str] = set()
+        self._subscribed: dict[str, int] = {}  # track sid -> TrackType, of what this participant receives
+        # Subscriptions over limit.subscription_limit_*, waiting for a free slot of their kind (as in
+        # LiveKit): track sid -> (its info, its publisher's sid), in arrival order.
+        self._waiting: dict[str, tuple[models.TrackInfo, str]] = {}
         self._signals: SequencedInbox[rtc.SignalRequest] = SequencedInbox(self._on_signal, f"{self}:signal")
         self._events: SequencedInbox[RoomEvent] = SequencedInbox(self._on_room_event, f"{self}:events")
 
@@ -172,10 +184,16 @@ class Participant:
             reason = f"this participant may not publish {models.TrackSource.Name(req.source).lower()}"
         elif req.cid in self._pending or req.cid in self._published_cids.values():
             reason = f"track {req.cid} is already published"
+        limit = self._host.limits.max_published_tracks
+        over = bool(limit) and len(self._pending) + len(self._published) >= limit
+        if over:  # LiveKit's answer to too many pending tracks
+            reason = f"too many tracks, rejecting new track, limit: {limit}"
         if reason:
-            self._log_once(f"add_track:{reason}", "refused track %s: %s", req.cid, reason)
+            self._log_once("add_track", "refused track %s: %s", req.cid, reason)
             response = rtc.RequestResponse(
-                reason=rtc.RequestResponse.NOT_ALLOWED, message=reason, add_track=req
+                reason=rtc.RequestResponse.LIMIT_EXCEEDED if over else rtc.RequestResponse.NOT_ALLOWED,
+                message=reason,
+                add_track=req,
             )
             self._send(rtc.SignalResponse(request_response=response))
             return
@@ -241,18 +259,43 @@ class Participant:
         await asyncio.wait((started, closed), return_when=asyncio.FIRST_COMPLETED)
         started.cancel()
         closed.cancel()
-        if self._closed_reason is not None or info.sid in self._subscribed:
+        if self._closed_reason is not None or info.sid in self._subscribed or info.sid in self._waiting:
             return
-        await self._host.subscribe(self._info.sid, info.sid, publisher_sid)
-        self._subscribed.add(info.sid)
+        if self._at_subscription_limit(info.type):
+            self._waiting[info.sid] = (info, publisher_sid)
+            self._log_once(
+                f"subscription_limit:{info.type}", "subscription limit reached; %s waits", info.sid
+            )
+            return
+        self._subscribed[info.sid] = info.type  # before the await: counted by the next limit check
+        try:
+            await self._host.subscribe(self._info.sid, info.sid, publisher_sid)
+        except BaseException:
+            del self._subscribed[info.sid]
+            raise
         self._negotiate()
 
     async def unsubscribe_track(self, track_sid: str) -> None:
+        if self._waiting.pop(track_sid, None) is not None:
+            return
         if self._closed_reason is not None or track_sid not in self._subscribed:
             return
-        self._subscribed.discard(track_sid)
+        kind = self._subscribed.pop(track_sid)
         await self._host.unsubscribe(self._info.sid, track_sid)
         self._negotiate()
+        waiting = next((sid for sid, (info, _) in self._waiting.items() if info.type == kind), None)
+        if waiting is not None:
+            await self.subscribe_track(*self._waiting.pop(waiting))
+
+    def _at_subscription_limit(self, kind: int) -> bool:
+        """LiveKit's limit.subscription_limit_video / _audio (0: none) reached for tracks of this kind."""
+        limits = self._host.limits
+        by_kind: dict[int, int] = {
+            models.TrackType.VIDEO: limits.subscription_limit_video,
+            models.TrackType.AUDIO: limits.subscription_limit_audio,
+        }
+        limit = by_kind.get(kind, 0)
+        return bool(limit) and sum(1 for k in self._subscribed.values() if k == kind) >= limit
 
     def _negotiate(self) -> None:
         """Ask for a subscriber offer. Requests that come while one is being made are served by one more
@@ -266,6 +309,9 @@ class Participant:
             self._renegotiate = False
             try:
                 await self._send_subscriber_offer()
+            except (NotFoundError, ActorGone) as exc:  # the session's peers went first: a teardown race
+                log.info("%s: no subscriber offer, the session is ending: %s", self, unwrap(exc))
+                return
             except RaysfuError as exc:
                 if self._closed_reason is None:
                     log.error("%s: subscriber offer failed: %s", self, unwrap(exc))
@@ -299,9 +345,8 @@ class Participant:
         self._send(rtc.SignalResponse(request_response=rtc.RequestResponse(reason=reason, message=message)))
 
     def _log_once(self, key: str, fmt: str, *args: object) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning("%s: " + fmt, self, *args)
+        """A refusal this client caused: a warning, once per cause (`key`, a fixed name) in an interval."""
+        _ratelog.warning(key, "%s: " + fmt, self, *args)
 
     # ----- room events ---------------------------------------------------------------------------------
 

@@ -129,7 +129,7 @@ def registry() -> Any:
 
 
 async def _call(method: str, *args: Any) -> Any:
-    """A call to the registry; while it is unavailable (being started again), tried again for REGISTRY_WAIT s."""
+    """A call to the registry; while it is unavailable (being started again), tried for REGISTRY_WAIT s."""
     deadline = time.monotonic() + REGISTRY_WAIT
     while True:
         tried = known_handle(REGISTRY)

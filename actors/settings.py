@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from actors import limits
+
 
 @dataclass(frozen=True)
 class RoomSettings:
@@ -10,6 +12,25 @@ class RoomSettings:
     empty_timeout: int = 300  # seconds a room nobody ever joined stays open
     departure_timeout: int = 20  # seconds a room stays open after its last participant left
     max_participants: int = 0  # 0 = unlimited
+
+
+@dataclass(frozen=True)
+class ParticipantLimits:
+    """What one participant may send and hold: the `limit` section of the configuration.
+
+    Names and defaults are LiveKit's where LiveKit has the setting (subscription_limit_*: 0 = none).
+    LiveKit has no rate limits: those defaults are far above what an SDK sends (a join is ~20 messages, a
+    chat a few packets a second) and stop only a flood. Rates are per second, sustained; a burst of
+    RATE_BURST seconds' worth passes. 0 turns a limit off.
+    """
+
+    signal_messages_per_second: float = 100.0  # over it: the session is ended (LeaveRequest)
+    data_packets_per_second: float = 1000.0  # over either: the packets are dropped
+    data_bytes_per_second: float = 4 * 1024 * 1024
+    max_data_packet_size: int = limits.MAX_DATA_PACKET  # larger packets are dropped
+    max_published_tracks: int = 64  # announced and published; over it: AddTrackRequest refused
+    subscription_limit_video: int = 0  # over it, as in LiveKit: the subscription waits for a free slot
+    subscription_limit_audio: int = 0
 
 
 @dataclass(frozen=True)
@@ -32,3 +53,4 @@ class MediaSettings:
     max_worker_cpu: float = 0.9
     max_worker_packets: float = 30_000
     log_level: str = "info"  # a key of actors.logs.LOG_LEVELS (LiveKit's `logging.level`)
+    limits: ParticipantLimits = field(default_factory=ParticipantLimits)

@@ -21,7 +21,7 @@ from typing import Any
 import ray
 from livekit.protocol import models, rtc
 
-from actors import logs, metrics, registry
+from actors import limits, logs, metrics, registry
 from actors.directory import Directory, Member
 from actors.errors import CandidateError, NotFoundError
 from actors.forwarder import TrackForwarder
@@ -72,6 +72,7 @@ class MediaWorker(Host):
         logs.configure(settings.log_level)
         super().__init__(name)
         self._settings = settings
+        self.limits = settings.limits  # what each hosted participant may send and hold
         self.outboxes = Outboxes()
         self._background: list[asyncio.Future[object]] = []
         self._cpu = 0.0
@@ -87,6 +88,7 @@ class MediaWorker(Host):
         self._counters: Counter[str] = Counter()
         self._links = WorkerLinks(name, self._counters)
         self._refused_senders: set[str] = set()  # sids whose "no permission" drop was logged already
+        self._data_rates: dict[str, tuple[limits.RateLimit, limits.RateLimit]] = {}  # sid -> packets, bytes
         self._ratelog = RateLimitedLog(log)
         self._media = MediaPlane(name, self._peer, digest_limit=settings.payload_digests, relay_key=relay_key)
         # Where other workers reach this one's relay socket (127.0.0.1 on a dev server).
@@ -199,6 +201,7 @@ class MediaWorker(Host):
         await self._media.remove_participant(sid)
         peers = self._peers.pop(sid, None)
         self._refused_senders.discard(sid)
+        self._data_rates.pop(sid, None)
         if peers is not None:
             await peers.close()
 
@@ -313,6 +316,7 @@ class MediaWorker(Host):
                 raise DataPacketRefused("unknown_sender", f"{peers!r} is not in the room directory")
             if isinstance(message, str):
                 raise DataPacketRefused("unparseable", "text message")
+            self._check_data_limits(peers.sid, len(message))
             routed = route(message, label, sender, room.directory)
         except DataPacketRefused as e:
             self._counters[f"dropped_{e.reason}"] += 1
@@ -331,6 +335,23 @@ class MediaWorker(Host):
                 remote.setdefault(worker, []).append(sid)
         for worker, sids in remote.items():
             self._links.send(worker, Outgoing(peers.room, routed.payload, routed.reliable, tuple(sids)))
+
+    def _check_data_limits(self, sid: str, size: int) -> None:
+        """Raise DataPacketRefused for a packet over the sender's size or rate limits (before parsing it)."""
+        limit = self.limits
+        if limit.max_data_packet_size and size > limit.max_data_packet_size:
+            raise DataPacketRefused("oversized", f"{size} bytes (limit.max_data_packet_size)")
+        rates = self._data_rates.get(sid)
+        if rates is None:
+            rates = (
+                limits.RateLimit(limit.data_packets_per_second),
+                limits.RateLimit(limit.data_bytes_per_second),
+            )
+            self._data_rates[sid] = rates
+        if not rates[0].take():
+            raise DataPacketRefused("rate_limited", "over limit.data_packets_per_second")
+        if not rates[1].take(size):
+            raise DataPacketRefused("rate_limited", "over limit.data_bytes_per_second")
 
     def _deliver_local(self, room: str, sid: str, payload: bytes, reliable: bool) -> bool:
         peers = self._peers.get(sid)

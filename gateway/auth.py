@@ -21,10 +21,15 @@ log = logging.getLogger("gateway.auth")
 ALGORITHM = "HS256"
 LEEWAY = 60  # seconds of clock skew tolerated on exp and nbf, as LiveKit's verifier
 DEFAULT_TTL = 6 * 3600
+# Tokens longer than this are refused unread, with HTTP 431 (what LiveKit's HTTP server answers for a header
+# over its limit, there 1 MiB). A token from an SDK is ~0.5 KB; 16 KiB leaves room for metadata and
+# attributes in it, and refusing it costs nothing however large it is.
+MAX_TOKEN = 16 * 1024
 
 
 class AuthError(Exception):
-    """A refused request. `status`: 401 bad or missing credentials, 403 not permitted, 400 unusable claims."""
+    """A refused request. `status`: 401 bad or missing credentials, 403 not permitted, 400 unusable claims,
+    431 a token over MAX_TOKEN."""
 
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -158,9 +163,12 @@ def _unverified_issuer(token: str) -> str:
 
 
 def verify_token(token: str | None, keys: Mapping[str, str], leeway: int = LEEWAY) -> Claims:
-    """Check a token's algorithm, issuer, signature, exp and nbf; return its claims or raise AuthError 401."""
+    """Check a token's size, algorithm, issuer, signature, exp and nbf; return its claims or raise AuthError
+    (401; 431 for a token over MAX_TOKEN, refused before it is decoded)."""
     if not token:
         raise refuse(401, "missing access token")
+    if len(token) > MAX_TOKEN:
+        raise refuse(431, f"access token is larger than {MAX_TOKEN} bytes")
     api_key = _unverified_issuer(token)
     secret = keys.get(api_key)
     if not secret:

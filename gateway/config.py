@@ -9,7 +9,7 @@ LiveKit key raysfu does not implement, or a value of the wrong type is a ConfigE
 import ipaddress
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from actors.logs import LOG_LEVELS
-from actors.settings import MediaSettings, RoomSettings
+from actors.settings import MediaSettings, ParticipantLimits, RoomSettings
 
 DEV_API_KEY = "devkey"
 DEV_API_SECRET = "secret"
@@ -27,7 +27,7 @@ DEV_API_SECRET = "secret"
 LIVEKIT_ONLY = {
     "": {
         "prometheus", "debug_handler", "redis", "audio", "video", "turn", "ingress", "sip", "node_selector",
-        "key_file", "region", "signal_relay", "psrpc", "log_level", "limit", "agents", "development",
+        "key_file", "region", "signal_relay", "psrpc", "log_level", "agents", "development",
         "metric", "trace", "node_stats", "enable_data_tracks", "enable_participant_data_blob", "api",
     },
     "rtc.": {
@@ -50,6 +50,10 @@ LIVEKIT_ONLY = {
         "max_participant_identity_length", "room_configurations",
     },
     "webhook.": {"url_notifier", "resource_url_notifier", "filter_params"},
+    "limit.": {
+        "num_tracks", "bytes_per_sec", "max_metadata_size", "max_attributes_size", "max_room_name_length",
+        "max_participant_identity_length", "max_participant_name_length",
+    },
     "logging.": {"json", "sample", "component_levels", "sample_initial", "sample_interval", "pion_level"},
 }  # fmt: skip
 
@@ -251,7 +255,22 @@ def _webhook(section: _Section, base: WebhookSettings) -> WebhookSettings:
     return settings
 
 
-def _media(media: _Section, rtc: _Section, base: MediaSettings, log_level: str) -> MediaSettings:
+def _limits(section: _Section, base: ParticipantLimits) -> ParticipantLimits:
+    """The `limit` section (actors.settings.ParticipantLimits: LiveKit's key names where it has them)."""
+    values: dict[str, Any] = {}
+    for f in fields(ParticipantLimits):
+        default = getattr(base, f.name)
+        if isinstance(default, int):
+            values[f.name] = section.integer(f.name, default)
+        else:
+            values[f.name] = section.number(f.name, default)
+    section.finish()
+    return replace(base, **values)
+
+
+def _media(
+    media: _Section, rtc: _Section, limit: _Section, base: MediaSettings, log_level: str
+) -> MediaSettings:
     node_ip = _node_ip(rtc)
     port_range = _port_range(rtc)
     ice_addresses = tuple(_ip("media.ice_addresses", a) for a in media.strings("ice_addresses", ()))
@@ -267,6 +286,7 @@ def _media(media: _Section, rtc: _Section, base: MediaSettings, log_level: str) 
         max_worker_cpu=media.number("max_worker_cpu", base.max_worker_cpu),
         max_worker_packets=media.number("max_worker_packets", base.max_worker_packets),
         log_level=log_level,
+        limits=_limits(limit, base.limits),
     )
     media.finish()
     return settings
@@ -302,7 +322,7 @@ def from_mapping(data: object, base: ServerConfig | None = None) -> ServerConfig
         webhook=_webhook(top, cfg.webhook),
         prometheus_port=top.integer("prometheus_port", cfg.prometheus_port, high=65535),
         room=room_settings,
-        media=_media(top.section("media"), top.section("rtc"), cfg.media, log_level),
+        media=_media(top.section("media"), top.section("rtc"), top.section("limit"), cfg.media, log_level),
     )
     top.finish()
     return result

@@ -10,6 +10,8 @@ from types import FrameType
 
 import ray
 import uvicorn
+import websockets.http11
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from actors import logs, registry
 from actors.logs import LOG_LEVELS
@@ -17,6 +19,7 @@ from actors.naming import NAMESPACE, media_actor
 from actors.placement import node_label
 from actors.worker import create_media_worker
 from gateway.app import create_app
+from gateway.auth import MAX_TOKEN
 from gateway.config import ServerConfig
 from gateway.signal import Sessions
 
@@ -25,6 +28,22 @@ log = logging.getLogger(__name__)
 # uvicorn refuses larger frames itself; frames up to this size reach the gateway, which refuses anything
 # over the signalling limit (2 MiB) with a log line of its own.
 WS_MAX_SIZE = 16 * 1024 * 1024
+# The longest request line or header line of a WebSocket upgrade (websockets' own default is 8 KiB): room for
+# an access token of auth.MAX_TOKEN in the query or the Authorization header, which the gateway then refuses
+# with a reason when it is over. An HTTP request's whole head may be this large too (h11's limit).
+MAX_REQUEST_LINE = 2 * MAX_TOKEN
+
+
+class SignallingProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, except that a handshake websockets rejects on its own (a request
+    line or header over its limit: 414 or 431) is answered. uvicorn never sends that answer: the client
+    would wait for its timeout."""
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.handshake_exc is not None and not self.transport.is_closing():
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.transport.close()
 
 
 def start_ray(config: ServerConfig) -> str:
@@ -136,6 +155,7 @@ def listen(config: ServerConfig) -> list[socket.socket]:
 
 def serve(config: ServerConfig) -> int:
     logs.configure(config.media.log_level)
+    websockets.http11.MAX_LINE_LENGTH = MAX_REQUEST_LINE  # read by its parser at each request
     try:
         sockets = listen(config)
     except OSError as exc:
@@ -149,8 +169,9 @@ def serve(config: ServerConfig) -> int:
     server = GatewayServer(
         uvicorn.Config(
             app,
-            ws="websockets-sansio",
+            ws=SignallingProtocol,
             ws_max_size=WS_MAX_SIZE,
+            h11_max_incomplete_event_size=MAX_REQUEST_LINE,
             log_level=LOG_LEVELS[config.media.log_level],
             lifespan="off",
         ),

@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from actors import ids, limits, protocol
 from actors.errors import ActorGone, LimitExceededError, RaysfuError, unwrap
+from actors.media.ratelog import RateLimitedLog
 from actors.participant import JoinParams
 from actors.registry import open_room
 from actors.room import Joined
@@ -34,6 +35,7 @@ from gateway.links import HostLinks
 from gateway.retry import retry_while_closing
 
 log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)
 
 
 def join_params(claims: Claims, query: Any, sid: str = "", gateway: str = "", node: str = "") -> JoinParams:
@@ -68,15 +70,16 @@ async def seat(config: ServerConfig, room: str, params: JoinParams) -> Joined:
 class Session:
     """One client's WebSocket, from accept to close."""
 
-    def __init__(self, ws: WebSocket, links: HostLinks, label: str) -> None:
+    def __init__(self, ws: WebSocket, links: HostLinks, label: str, messages_per_second: float = 0.0) -> None:
+        """`messages_per_second`: the client's signalling rate limit (limits.RateLimit; 0 = none)."""
         self._ws = ws
         self._links = links
         self._label = label
+        self._rate = limits.RateLimit(messages_per_second)
         self._outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._send_lock = asyncio.Lock()
         self._seq = 0
         self._closing = False
-        self._warned: set[str] = set()
 
     def __repr__(self) -> str:
         return f"Session({self._label})"
@@ -137,6 +140,10 @@ class Session:
             pass
 
     async def _on_frame(self, message: Any) -> str | None:
+        if not self._rate.take():
+            self._warn("flood", "signalling faster than its limit (limit.signal_messages_per_second)")
+            await self.leave(models.DisconnectReason.STATE_MISMATCH)
+            return None
         data = message.get("bytes")
         if data is None:
             self._refuse("text", "expected a binary protobuf SignalRequest, got a text frame")
@@ -191,9 +198,8 @@ class Session:
         )
 
     def _warn(self, key: str, message: str) -> None:
-        if key not in self._warned:
-            self._warned.add(key)
-            log.warning("%s: %s", self, message)
+        """Bad input from this client: a warning, once per cause (`key`) in an interval, for all sessions."""
+        _ratelog.warning(key, "%s: %s", self, message)
 
 
 class Sessions:
@@ -228,7 +234,8 @@ class Sessions:
             await ws.close()
             return
         sid = ids.participant_sid()
-        session = Session(ws, self.links, f"{room}/{claims.identity} {sid}")
+        label = f"{room}/{claims.identity} {sid}"
+        session = Session(ws, self.links, label, config.media.limits.signal_messages_per_second)
         self.links.register(sid, session)  # before the join: the participant's first messages follow it
         try:
             try:

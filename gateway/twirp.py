@@ -17,7 +17,7 @@ from google.protobuf.message import DecodeError, Message
 from livekit.protocol import models
 from livekit.protocol import room as room_pb
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from actors import limits, protocol
@@ -291,6 +291,10 @@ async def _handle(request: Request, config: ServerConfig, backend: RoomBackend) 
         )
         message = _decode(await _read_body(request), cls, as_json)
         reply = await handler(Call(config, backend, claims), message)
+    except auth.AuthError as exc:
+        if exc.status == 431:  # as LiveKit's HTTP server, ahead of Twirp: no Twirp error code is 431
+            return PlainTextResponse(exc.reason, status_code=431)
+        return _error(_failure(exc))
     except Exception as exc:
         return _error(_failure(exc))
     return _encode(reply, as_json)

@@ -16,10 +16,12 @@ from livekit.protocol import rtc
 from actors.errors import CandidateError, NotFoundError, SdpError
 from actors.media.data import DATA_LABELS, LOSSY_LABEL, RELIABLE_LABEL
 from actors.media.hooks import start_transceivers
+from actors.media.ratelog import RateLimitedLog
 from actors.media.sdp import check_sdp
 from actors.tasks import spawn
 
 log = logging.getLogger(__name__)
+_ratelog = RateLimitedLog(log)
 
 PUBLISHER: int = rtc.SignalTarget.PUBLISHER
 SUBSCRIBER: int = rtc.SignalTarget.SUBSCRIBER
@@ -114,8 +116,11 @@ class ParticipantPeers:
         if await _wait_connected(pc, CONNECT_WAIT) and not self.closed:
             try:
                 await start_transceivers(pc)
-            except Exception:
-                log.exception("%r: starting new senders/receivers failed", self)
+            except Exception as exc:
+                if not self.closed:
+                    log.exception("%r: starting new senders/receivers failed", self)
+                else:  # the session ended meanwhile: a teardown race
+                    log.info("%r: new senders/receivers not started, the session ended: %r", self, exc)
 
     async def publisher_offer(self, sdp: str, on_remote: RemoteHook | None = None) -> str:
         """Answer the client's offer. `on_remote(pc)` runs between applying the offer and creating the answer
@@ -178,8 +183,8 @@ class ParticipantPeers:
         for pc in list(self._pcs.values()):
             try:
                 await pc.close()
-            except Exception:
-                log.exception("%r: error closing a peer connection", self)
+            except Exception as exc:  # aiortc's teardown racing a transport that already failed
+                _ratelog.warning("close_failed", "%r: error closing a peer connection: %r", self, exc)
 
     def _check_open(self) -> None:
         if self.closed:

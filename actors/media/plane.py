@@ -378,8 +378,13 @@ class MediaPlane:
                 )
                 try:
                     await published.receiver.send_remb(bitrate, published.receiver.media_ssrcs())
-                except Exception:
-                    log.exception("%s: REMB to %s failed", self.name, track_sid)
+                except Exception as exc:
+                    if track_sid in self.published:
+                        log.exception("%s: REMB to %s failed", self.name, track_sid)
+                    else:  # the track ended while its REMB was on its way: a teardown race
+                        _ratelog.info(
+                            "remb_ended", "%s: no REMB to %s, it ended: %r", self.name, track_sid, exc
+                        )
 
     async def close(self) -> None:
         if self._remb_task is not None:

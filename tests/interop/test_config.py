@@ -46,7 +46,7 @@ async def _server_ports(client: rtc.Room) -> set[int]:
 async def test_a_livekit_config_file_sets_keys_room_timeouts_and_ice_ports(tmp_path: Path) -> None:
     config = tmp_path / "livekit.yaml"
     config.write_text(CONFIG)
-    with running_server(7896, 8271, tmp_path, ["--config", str(config)]) as (dev, _):
+    with running_server(7898, 8273, tmp_path, ["--config", str(config)]) as (dev, _):
         srv = replace(dev, api_key=KEY, api_secret=SECRET)
         async with lkapi.LiveKitAPI(srv.http_url, KEY, SECRET) as api:
             created = await api.room.create_room(lkapi.CreateRoomRequest(name="cfg"))

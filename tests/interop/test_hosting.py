@@ -206,7 +206,7 @@ async def test_placement_weighs_packets_spilling_then_refusing(
     config = tmp_path / "packets.yaml"
     config.write_text("media:\n  max_worker_packets: 40\n")
     args = ["--config", str(config), "--workers", "2"]
-    with running_server(7896, 8271, tmp_path, args) as (srv, _):
+    with running_server(7897, 8272, tmp_path, args) as (srv, _):
         room = "loud"
         alice = await _connect(srv, token, "alice", room)
         await media.publish(alice, video=False)

@@ -219,3 +219,10 @@ def test_token_from_request() -> None:
     assert auth.token_from_request({}, {"access_token": "q"}) == "q"
     assert auth.token_from_request({"authorization": "Basic abc"}, {}) is None
     assert auth.token_from_request({}, {}) is None
+
+
+def test_oversized_token_is_refused_before_it_is_decoded() -> None:
+    # Not even a JWT: were it decoded, the refusal would be "malformed".
+    error = refusal("x" * (auth.MAX_TOKEN + 1))
+    assert (error.status, error.reason) == (431, f"access token is larger than {auth.MAX_TOKEN} bytes")
+    assert refusal("x" * auth.MAX_TOKEN).status == 401

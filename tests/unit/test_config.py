@@ -5,8 +5,16 @@ from pathlib import Path
 
 import pytest
 
-from actors.settings import MediaSettings, RoomSettings
-from gateway.config import ConfigError, ServerConfig, WebhookSettings, dev_config, load, parse_keys
+from actors.settings import MediaSettings, ParticipantLimits, RoomSettings
+from gateway.config import (
+    ConfigError,
+    ServerConfig,
+    WebhookSettings,
+    dev_config,
+    from_mapping,
+    load,
+    parse_keys,
+)
 
 
 def test_dev_config_stays_on_loopback_with_the_dev_key() -> None:
@@ -291,3 +299,12 @@ def test_serve_dev_keeps_ray_on_loopback() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "CLUSTER False NODE_IP 127.0.0.1" in done.stdout
+
+
+def test_limit_section_sets_participant_limits() -> None:
+    cfg = from_mapping({"limit": {"subscription_limit_video": 4, "data_packets_per_second": 50}})
+    assert cfg.media.limits.subscription_limit_video == 4
+    assert cfg.media.limits.data_packets_per_second == 50.0
+    assert cfg.media.limits.max_published_tracks == ParticipantLimits().max_published_tracks
+    with pytest.raises(ConfigError, match=r"unknown key 'limit\.num_trakcs'"):
+        from_mapping({"limit": {"num_trakcs": 1}})
