@@ -12,6 +12,7 @@ import ray
 import uvicorn
 import websockets.http11
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 
 from actors import logs, registry
 from actors.logs import LOG_LEVELS
@@ -21,7 +22,7 @@ from actors.worker import create_media_worker
 from gateway.app import create_app
 from gateway.auth import MAX_TOKEN
 from gateway.config import ServerConfig
-from gateway.signal import Sessions
+from gateway.signal import ABORT, Sessions
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,13 @@ class SignallingProtocol(WebSocketsSansIOProtocol):
         if self.conn.handshake_exc is not None and not self.transport.is_closing():
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
+
+    def handle_connect(self, event: Request) -> None:
+        """... and the session can cut off a client that stopped reading (ABORT in the scope's extensions):
+        closing would wait for the client to read what is buffered, which it never does."""
+        super().handle_connect(event)
+        if getattr(self, "scope", None) is not None:
+            self.scope["extensions"][ABORT] = {"abort": self.transport.abort}
 
 
 def start_ray(config: ServerConfig) -> str:
