@@ -296,6 +296,24 @@ class MediaWorker(Host):
     async def stats(self) -> dict[str, int]:
         return {"participants": len(self._peers), **self._counters}
 
+    async def census(self) -> dict[str, int]:
+        """How many of each thing this worker holds: hosted actors, peer connections, media plane entries,
+        per-room and per-source state, asyncio tasks. A long run (bench soak) checks that all of them return
+        to an empty server's values once everyone has left."""
+        return {
+            "rooms": len(self.hosted(Room)),
+            "participants": len(self.hosted(Participant)),
+            "track_forwarders": len(self.hosted(TrackForwarder)),
+            "peers": len(self._peers),
+            "room_directories": len(self._rooms),
+            **self._media.census(),
+            "asyncio_tasks": len(asyncio.all_tasks()),
+        }
+
+    async def task_names(self) -> dict[str, int]:
+        """This worker's asyncio tasks by name (what a census' task count is made of)."""
+        return dict(Counter(getattr(t.get_coro(), "__qualname__", t.get_name()) for t in asyncio.all_tasks()))
+
     def _peer(self, sid: str) -> ParticipantPeers:
         peers = self._peers.get(sid)
         if peers is None:

@@ -399,6 +399,19 @@ class MediaPlane:
             d.packets_out for d in self.downs.values()
         )
 
+    def census(self) -> dict[str, int]:
+        """How many of each thing the media plane holds (bench soak: all back to 0 when everyone left)."""
+        return {
+            "up_tracks": len(self.ups),
+            "published_tracks": len(self.published),
+            "down_tracks": len(self.downs),
+            "subscriber_transceivers": sum(len(t) for t in self._sub_transceivers.values()),
+            "relay_out_targets": sum(
+                len(up.relay.stats()) for up in self.ups.values() if up.relay is not None
+            ),
+            "relay_in_tracks": self.relay.incoming_tracks,
+        }
+
     def stats(self) -> dict[str, Any]:
         return {
             "tracks": {sid: up.stats() for sid, up in self.ups.items()},
