@@ -214,6 +214,7 @@ async def _identities(api: lkapi.LiveKitAPI, room: str) -> list[str]:
     return sorted(p.identity for p in listed.participants)
 
 
+@pytest.mark.timeout(120 + CASES * 0.05)
 async def test_fuzzed_signalling_disturbs_nobody_and_leaves_nothing(
     fuzz_server: Server, http: aiohttp.ClientSession, bystanders: Bystanders
 ) -> None:
@@ -289,6 +290,7 @@ def _twirp_bodies() -> st.SearchStrategy[tuple[str, str, bytes]]:
     return st.sampled_from(sorted(METHODS)).flatmap(for_method)
 
 
+@pytest.mark.timeout(120 + TWIRP_CASES * 0.05)
 async def test_fuzzed_twirp_is_answered_with_twirp_errors(
     fuzz_server: Server, bystanders: Bystanders
 ) -> None:
