@@ -2,6 +2,7 @@
 loudly."""
 
 import asyncio
+import gc
 import inspect
 import os
 import socket
@@ -179,3 +180,28 @@ def test_egress_refuses_when_ice_has_no_pair_but_dtls_still_says_connected() -> 
     for _ in range(2):
         with pytest.raises(ConnectionError):
             egress.send(dtls, b"\x80" * 20)  # type: ignore[arg-type]
+
+
+async def test_a_connect_step_after_the_ice_transport_closed_is_not_an_error() -> None:
+    """aiortc's connect task raised InvalidStateError, logged by asyncio as an ERROR, when the connection's
+    ICE transport closed before the task ran (found by tests/interop/test_fuzz.py): now an INFO line."""
+    hooks.install()
+    errors: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        offerer.addTransceiver("audio")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        await answerer.setLocalDescription(await answerer.createAnswer())  # schedules the connect step
+        (transceiver,) = answerer.getTransceivers()
+        await transceiver.receiver.transport.transport.stop()  # before the step runs
+        await asyncio.sleep(0.2)
+        gc.collect()  # "Task exception was never retrieved" is reported when the task is collected
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+        await offerer.close()
+        await answerer.close()
+    assert [e for e in errors if "InvalidStateError" in repr(e.get("exception"))] == []

@@ -25,7 +25,8 @@ ordinary aiortc peers in the same process, e.g. test clients, keep decoding and 
   `_handle_rtcp_packet` serves NACKs from its own history (RTX with `_rtx_ssrc`) and passes PLI/FIR and
   REMB to its listener. Uses `_ssrc`, `_stream_id`, `_track_id`.
 Also: `RTCRtpTransceiver._codecs/_headerExtensions` (negotiated parameters, rid extension patch),
-`RTCPeerConnection._RTCPeerConnection__connect` (starts senders added by a renegotiation),
+`RTCPeerConnection._RTCPeerConnection__connect` (starts senders added by a renegotiation; wrapped
+process-wide by install() so that a connection closed meanwhile is not an error),
 `RTCPeerConnection._RTCPeerConnection__sctp._bundled` (fix_sctp_bundle),
 `aiortc.rtp.DYNAMIC_PAYLOAD_TYPES` and `aiortc.codecs.CODECS` (install()), `aioice.ice.Connection.
 data_received` and its `_queue` (bounded, and short-cut to the tap transport, by install()),
