@@ -191,6 +191,17 @@ class TapReceiver(RTCRtpReceiver):
             RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs))
         )
 
+    def packet_counts(self) -> tuple[int, int]:
+        """(expected, received) media packets so far, by sequence numbers; a packet repaired by RTX counts
+        as received."""
+        rtx = set(self._RTCRtpReceiver__rtx_ssrc) | set(self._rtx_rid)
+        expected, received = 0, self.counters["rtx_in"]
+        for ssrc, stats in self._RTCRtpReceiver__remote_streams.items():
+            if ssrc not in rtx:
+                expected += stats.packets_expected
+                received += stats.packets_received
+        return expected, received
+
     def media_ssrcs(self) -> list[int]:
         """SSRCs of media (not RTX) seen so far."""
         rtx = set(self._RTCRtpReceiver__rtx_ssrc) | set(self._rtx_rid)
