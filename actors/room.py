@@ -186,6 +186,7 @@ class Room:
             self._push_directory()
             if not seat.hidden:
                 self._broadcast(ParticipantsChanged((info,)), exclude=sid)
+            self._brief(seat)
             if seat.auto_subscribe and seat.can_subscribe:
                 for track_sid in self._tracks:
                     self._command(track_sid, Subscribe(sid, handle, worker))
@@ -354,11 +355,27 @@ class Room:
         changed = any(self._qualities.get(sid) != q for sid, (q, _) in current.items())
         self._qualities = {sid: q for sid, (q, _) in current.items()}
         if changed:
-            infos = tuple(
+            self._broadcast(self._quality_event())
+
+    def _quality_event(self) -> QualityChanged:
+        return QualityChanged(
+            tuple(
                 rtc.ConnectionQualityInfo(participant_sid=sid, quality=cast(Any, q), score=score)
-                for sid, (q, score) in current.items()
+                for sid, (q, score) in self._merged(self._quality_reports).items()
             )
-            self._broadcast(QualityChanged(infos))
+        )
+
+    def _brief(self, seat: Seat) -> None:
+        """A newcomer's Participant learns who speaks and how everybody is connected, to tell its client as
+        it subscribes to them (it tells nothing of anybody else)."""
+        if self._speakers:
+            speakers = sorted(self._speakers.items(), key=lambda item: -item[1])
+            self._notify(
+                seat,
+                SpeakersChanged(tuple(models.SpeakerInfo(sid=s, level=v, active=True) for s, v in speakers)),
+            )
+        if self._qualities:
+            self._notify(seat, self._quality_event())
 
     def _send_speaker_changes(self) -> None:
         """Tell everybody whose level changed (loudest first) and who stopped speaking (level 0)."""

@@ -37,6 +37,10 @@ async def test_a_tone_is_an_active_speaker_silence_is_not(
     heard = [identities(speakers) for (speakers,) in events.args("active_speakers_changed")]
     assert all(s <= {"alice"} for s in heard), heard
     assert heard[-1] == {"alice"}, heard
+    # A steady tone's level stops changing, so a newcomer hears of alice when it subscribes to her.
+    late = await connect("dave", room_name)
+    newcomer = Events(late, "active_speakers_changed")
+    await newcomer.wait("active_speakers_changed", lambda s: "alice" in identities(s), timeout=FIRST_MEDIA)
 
     await tone.stop()
     await events.wait("active_speakers_changed", lambda s: not s, timeout=5.0)
