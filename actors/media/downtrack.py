@@ -85,6 +85,8 @@ class DownTrack:
         self._last_in_seq: int | None = None
         self._reselect_at = 0.0
         self.scorer = quality.Scorer(quality.loss_weight(up.mime_type, _first_parameters(up)))
+        self._scored_sent = 0  # packets_out at the last window
+        self._scored_report: object = None  # the receiver report the last window used
         sender.listener = self
 
     def __repr__(self) -> str:
@@ -123,11 +125,15 @@ class DownTrack:
 
     def score(self) -> None:
         """One connection quality window, from the subscriber's receiver reports (quality.UPDATE_INTERVAL)."""
+        sent = self.packets_out - self._scored_sent
+        self._scored_sent = self.packets_out
         report = self.sender.last_report
-        if report is None:
+        if report is None or report is self._scored_report:  # no news from the subscriber: unchanged
             return
+        self._scored_report = report
         lost = report.packets_lost - self.sender.skipped  # less what never reached the forwarder
-        self.scorer.update_totals(report.highest_sequence, lost, self.up.muted or self.paused)
+        muted = self.up.muted or self.paused
+        self.scorer.update_totals(report.highest_sequence, lost, muted, expecting=sent > 0)
 
     # ----- sender listener -----
 

@@ -7,6 +7,7 @@ relayed copy of a track published on another worker (actors/media/relay.py).
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -411,8 +412,11 @@ class MediaPlane:
         for track_sid, published in self.published.items():
             up = self.ups.get(track_sid)
             if up is not None:
-                expected, received = published.receiver.packet_counts()
-                published.scorer.update_totals(expected, expected - received, up.muted)
+                receiver = published.receiver
+                expected, received = receiver.packet_counts()
+                report = receiver.last_sender_report()
+                stale = report is not None and time.time() - report > quality.UPDATE_INTERVAL
+                published.scorer.update_totals(expected, expected - received, up.muted, rtcp_stale=stale)
                 sid, score = published.publisher_sid, published.scorer.score
                 lowest[sid] = min(score, lowest.get(sid, score))
         for (sub_sid, _), down in self.downs.items():

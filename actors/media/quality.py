@@ -3,11 +3,11 @@
 LiveKit (livekit-server pkg/sfu/connectionquality/scorer.go, connectionstats.go): every UPDATE_INTERVAL a
 track's window is scored 100 - loss% x weight (the weight by codec: video 10, Opus 8, Opus with in-band FEC
 8 / 1.5, RED 4); the score moves towards that by 0.8 when it falls and by 0.4 when it rises, and not below
-30 while packets arrive. A published track's loss is what its receiver missed of the RTP it got, net of
-retransmissions; a subscription's is what its subscriber's receiver reports say, less the packets the
-forwarder never had to send (lost upstream). A muted track scores 100; a window without packets keeps the
-score. LiveKit's server computes the delay terms of its formula only when configured to (by default it
-does not), so RTT and jitter are not part of the score here either.
+30 while packets arrive; a window without packets scores 40 (POOR), 20 (LOST) when RTCP stopped too. A
+published track's loss is what its receiver missed of the RTP it got, net of retransmissions; a
+subscription's is what its subscriber's receiver reports say, less the packets the forwarder never had to
+send (lost upstream). A muted track scores 100. LiveKit's server adds delay (RTT, jitter) terms only when
+configured to, and by default it is not, so they are not part of the score here either.
 A participant's quality is the worst of its tracks' (EXCELLENT with none); clients are sent the score as
 a MOS (1..4.5).
 """
@@ -79,11 +79,19 @@ class Scorer:
         self.score = MAX_SCORE
         self._totals: tuple[int, int] | None = None
 
-    def update_totals(self, expected: int, lost: int, muted: bool = False) -> None:
-        """One window, from the totals so far of packets `expected` (by sequence numbers) and `lost`."""
+    def update_totals(
+        self, expected: int, lost: int, muted: bool = False, expecting: bool = True, rtcp_stale: bool = False
+    ) -> None:
+        """One window, from the totals so far of packets `expected` (by sequence numbers) and `lost`.
+        A window without packets when some were due (`expecting`, and some came before) scores POOR, or LOST
+        when the sender's RTCP stopped too (`rtcp_stale`)."""
         previous, self._totals = self._totals, (expected, lost)
-        if previous is not None:
-            self.update(expected - previous[0], lost - previous[1], muted)
+        if previous is None:
+            return
+        if expected == previous[0] and previous[0] > 0 and expecting and not muted:
+            self.score = POOR_ABOVE if rtcp_stale else GOOD_ABOVE
+            return
+        self.update(expected - previous[0], lost - previous[1], muted)
 
     def update(self, expected: int, lost: int, muted: bool = False) -> None:
         """One window: `expected` packets (by sequence numbers), `lost` of them never arrived."""

@@ -122,6 +122,7 @@ async def test_swapped_objects_have_the_fields_the_hooks_use() -> None:
         "rtcp_ssrc",
         "nack_generator",
         "rtcp_task",
+        "lsr_time",
     ):
         assert hasattr(receiver, f"_RTCRtpReceiver__{name}"), name
     sender = hooks.passthrough_sender(transceiver.sender)

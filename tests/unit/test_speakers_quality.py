@@ -85,3 +85,19 @@ def test_ratings_and_mos() -> None:
     assert quality.rating(30.0)[0] == models.ConnectionQuality.POOR
     assert quality.rating(20.0)[0] == models.ConnectionQuality.LOST
     assert quality.mos(0.0) == 1.0 and 1.0 < quality.mos(50.0) < 4.5
+
+
+def test_a_window_without_the_packets_that_were_due_is_poor_or_lost() -> None:
+    scorer = quality.Scorer(quality.loss_weight("audio/opus", {}))
+    scorer.update_totals(0, 0)
+    scorer.update_totals(0, 0)  # nothing came yet: no verdict
+    assert scorer.score == quality.MAX_SCORE
+    scorer.update_totals(250, 0)
+    scorer.update_totals(250, 0, expecting=False)  # nothing was sent: unchanged
+    assert scorer.score == quality.MAX_SCORE
+    scorer.update_totals(250, 0)
+    assert quality.quality_of(scorer.score) == models.ConnectionQuality.POOR
+    scorer.update_totals(250, 0, rtcp_stale=True)
+    assert quality.quality_of(scorer.score) == models.ConnectionQuality.LOST
+    scorer.update_totals(250, 0, muted=True)
+    assert scorer.score == quality.MAX_SCORE

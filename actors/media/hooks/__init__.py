@@ -14,7 +14,8 @@ ordinary aiortc peers in the same process, e.g. test clients, keep decoding and 
   (`StreamStatistics.add` reads only the sequence number and timestamp, so it takes our parsed header),
   unwraps RTX, NACKs per SSRC, learns ssrc -> rid, and hands raw bytes to its sink; its StreamStatistics'
   `packets_expected` and `packets_received` give the connection quality score its loss. Uses the name-mangled
-  `_RTCRtpReceiver__started/__codecs/__rtx_ssrc/__rtcp_task/__remote_streams/__rtcp_ssrc/__nack_generator`,
+  `_RTCRtpReceiver__started/__codecs/__rtx_ssrc/__rtcp_task/__remote_streams/__rtcp_ssrc/__nack_generator/
+  __lsr_time`,
   `_run_rtcp`, `_send_rtcp`, `_send_rtcp_pli`, `_send_rtcp_nack`, `_enabled`,
   `transport._register_rtp_receiver`.
 - PassthroughSender (RTCRtpSender): no encoder; `send_now` sends rewritten bytes through its Egress: what

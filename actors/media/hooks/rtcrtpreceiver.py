@@ -37,6 +37,7 @@ class TapReceiver(RTCRtpReceiver):
     _RTCRtpReceiver__nack_generator: object | None
     _RTCRtpReceiver__rtx_ssrc: dict[int, int]
     _RTCRtpReceiver__rtcp_ssrc: int | None
+    _RTCRtpReceiver__lsr_time: dict[int, float]
     sink: RtpSink | None
     rid_ssrc: dict[str, int]
     ssrc_rid: dict[int, str]
@@ -201,6 +202,10 @@ class TapReceiver(RTCRtpReceiver):
                 expected += stats.packets_expected
                 received += stats.packets_received
         return expected, received
+
+    def last_sender_report(self) -> float | None:
+        """When (time.time()) the publisher's last sender report arrived; None before the first."""
+        return max(self._RTCRtpReceiver__lsr_time.values(), default=None)
 
     def media_ssrcs(self) -> list[int]:
         """SSRCs of media (not RTX) seen so far."""
