@@ -12,9 +12,9 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from livekit.protocol import models
+from livekit.protocol import models, rtc
 
 from actors import ids, limits, placement, protocol
 from actors.directory import Directory, Member
@@ -25,7 +25,7 @@ from actors.errors import (
     PermissionDeniedError,
     RoomClosedError,
 )
-from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
+from actors.events import ParticipantsChanged, QualityChanged, RoomChanged, RoomEvent, SpeakersChanged
 from actors.forwarder import Close, Command, SetMuted, Subscribe, Unsubscribe
 from actors.hosting import ActorRef, call_worker, tell_many
 from actors.inbox import Sequencer
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from actors.worker import MediaWorker
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,6 +68,12 @@ class Track:
 class Joined:
     participant: ActorRef  # its address is the participant's sid
     response: bytes  # the serialized SignalResponse with the JoinResponse, for the gateway to send first
+
+
+@dataclass(frozen=True)
+class _Report(Generic[T]):
+    seq: int  # numbered by the worker: a report that arrives after a newer one is ignored
+    values: dict[str, T]  # participant sid -> what was measured
 
 
 @dataclass
@@ -101,6 +109,12 @@ class Room:
         self._ever_joined = False
         self._workers_used: set[str] = set()
         self._close_task: asyncio.Future[object] | None = None
+        # What the workers hosting its participants measure (MediaWorker._report_speakers, _report_quality):
+        # each worker's latest report of its own participants, and what the participants were last told.
+        self._speaker_reports: dict[str, _Report[float]] = {}
+        self._speakers: dict[str, float] = {}  # sid -> level, the active speakers
+        self._quality_reports: dict[str, _Report[tuple[int, float]]] = {}
+        self._qualities: dict[str, int] = {}  # sid -> models.ConnectionQuality
         self._arm_close(settings.empty_timeout, "empty timeout")
         log.info("room %s (%s) created", name, self._info.sid)
 
@@ -172,6 +186,7 @@ class Room:
             self._push_directory()
             if not seat.hidden:
                 self._broadcast(ParticipantsChanged((info,)), exclude=sid)
+            self._brief(seat)
             if seat.auto_subscribe and seat.can_subscribe:
                 for track_sid in self._tracks:
                     self._command(track_sid, Subscribe(sid, handle, worker))
@@ -202,6 +217,8 @@ class Room:
     async def worker_lost(self, worker: str) -> None:
         """A media worker died: its participants are gone, and so are the tracks they published."""
         async with self._lock:
+            self._speaker_reports.pop(worker, None)
+            self._quality_reports.pop(worker, None)
             for seat in [s for s in self._seats.values() if s.worker == worker]:
                 await self._remove_seat(seat, models.DisconnectReason.UNKNOWN_REASON, notify=False)
             self._workers_used.discard(worker)
@@ -219,6 +236,8 @@ class Room:
                 await seat.handle.call("close", reason, True, True)
             except ActorGone:
                 pass
+        self._qualities.pop(seat.info.sid, None)
+        self._send_speaker_changes()
         gone = protocol.disconnected(seat.info, reason)
         self._info.num_participants = len(self._seats)
         self._push_directory()
@@ -317,6 +336,66 @@ class Room:
                 for w, sids in per_worker.items()
             )
         )
+
+    # ----- speakers and connection quality -------------------------------------------------------------
+
+    async def report_speakers(self, worker: str, seq: int, levels: dict[str, float]) -> None:
+        """A worker's active speakers among its participants here (sid -> level), when they change."""
+        if _newer(self._speaker_reports, worker, seq):
+            self._speaker_reports[worker] = _Report(seq, levels)
+            self._send_speaker_changes()
+
+    async def report_quality(self, worker: str, seq: int, qualities: dict[str, tuple[int, float]]) -> None:
+        """A worker's (quality, MOS) of its participants here, when one is new or its quality changed:
+        as in LiveKit, everybody then hears everybody's current quality that concerns them."""
+        if not _newer(self._quality_reports, worker, seq):
+            return
+        self._quality_reports[worker] = _Report(seq, qualities)
+        current = self._merged(self._quality_reports)
+        changed = any(self._qualities.get(sid) != q for sid, (q, _) in current.items())
+        self._qualities = {sid: q for sid, (q, _) in current.items()}
+        if changed:
+            self._broadcast(self._quality_event())
+
+    def _quality_event(self) -> QualityChanged:
+        return QualityChanged(
+            tuple(
+                rtc.ConnectionQualityInfo(participant_sid=sid, quality=cast(Any, q), score=score)
+                for sid, (q, score) in self._merged(self._quality_reports).items()
+            )
+        )
+
+    def _brief(self, seat: Seat) -> None:
+        """A newcomer's Participant learns who speaks and how everybody is connected, to tell its client as
+        it subscribes to them (it tells nothing of anybody else)."""
+        if self._speakers:
+            speakers = sorted(self._speakers.items(), key=lambda item: -item[1])
+            self._notify(
+                seat,
+                SpeakersChanged(tuple(models.SpeakerInfo(sid=s, level=v, active=True) for s, v in speakers)),
+            )
+        if self._qualities:
+            self._notify(seat, self._quality_event())
+
+    def _send_speaker_changes(self) -> None:
+        """Tell everybody whose level changed (loudest first) and who stopped speaking (level 0)."""
+        current = self._merged(self._speaker_reports)
+        changed = [
+            models.SpeakerInfo(sid=sid, level=level, active=True)
+            for sid, level in sorted(current.items(), key=lambda item: -item[1])
+            if self._speakers.get(sid) != level
+        ]
+        changed += [
+            models.SpeakerInfo(sid=sid, level=0, active=False) for sid in self._speakers if sid not in current
+        ]
+        self._speakers = current
+        if changed:
+            self._broadcast(SpeakersChanged(tuple(changed)))
+
+    def _merged(self, reports: dict[str, _Report[T]]) -> dict[str, T]:
+        """The workers' reports as one, of the participants still seated."""
+        seated = {s.info.sid for s in self._seats.values()}
+        return {sid: v for r in reports.values() for sid, v in r.values.items() if sid in seated}
 
     # ----- tracks ---------------------------------------------------------------------------------------
 
@@ -505,3 +584,8 @@ class Room:
                 call_worker(worker, "update_directory", directory, task=f"{self.ref}.directory"),
                 f"{self.ref}: directory to {worker}",
             )
+
+
+def _newer(reports: dict[str, _Report[Any]], worker: str, seq: int) -> bool:
+    last = reports.get(worker)
+    return last is None or seq > last.seq

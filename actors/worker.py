@@ -27,6 +27,7 @@ from actors.errors import CandidateError, NotFoundError
 from actors.forwarder import TrackForwarder
 from actors.hosting import ActorRef, Host
 from actors.inbox import SequencedInbox
+from actors.media import audiolevel, quality
 from actors.media.data import DataPacketRefused, route
 from actors.media.hooks import restrict_host_addresses, restrict_host_ports, use_rfc_consent_freshness
 from actors.media.ice import parse_candidate_init, rtc_configuration
@@ -162,6 +163,8 @@ class MediaWorker(Host):
                 spawn(self._watch_gateways(), f"{self.name}: watching gateways"),
                 spawn(self._report_rooms(), f"{self.name}: room gauges"),
                 spawn(self._measure_load(), f"{self.name}: load"),
+                spawn(self._report_speakers(), f"{self.name}: speakers"),
+                spawn(self._report_quality(), f"{self.name}: connection quality"),
             ]
 
     async def _measure_load(self) -> None:
@@ -175,6 +178,41 @@ class MediaWorker(Host):
             self._cpu = (cpu - last_cpu) / elapsed
             self._packets_per_s = max(0.0, (packets - last_packets) / elapsed)  # tracks that ended
             last_wall, last_cpu, last_packets = wall, cpu, packets
+
+    async def _report_speakers(self) -> None:
+        """Every audiolevel.UPDATE_INTERVAL, each room's active speakers among the participants here, to the
+        room when they changed: a message per room whose speakers changed, none while nobody speaks."""
+        sent: dict[ActorRef, dict[str, float]] = {}
+        while True:
+            await asyncio.sleep(audiolevel.UPDATE_INTERVAL)
+            now = time.monotonic()
+            current: dict[ActorRef, dict[str, float]] = {}
+            for participant in self.hosted(Participant):
+                level = self._media.speaker_level(participant.microphone_tracks(), now)
+                speakers = current.setdefault(participant.room, {})
+                if level is not None:
+                    speakers[participant.sid] = audiolevel.quantize(level)
+            for room, speakers in current.items():
+                if sent.get(room, {}) != speakers:
+                    room.tell("report_speakers", self.name, time.monotonic_ns(), speakers)
+            sent = current
+
+    async def _report_quality(self) -> None:
+        """Every quality.UPDATE_INTERVAL, score the tracks here and send each room the quality of its
+        participants here when one is new or its quality changed."""
+        sent: dict[ActorRef, dict[str, int]] = {}
+        while True:
+            await asyncio.sleep(quality.UPDATE_INTERVAL)
+            lowest = self._media.score_tracks()
+            current: dict[ActorRef, dict[str, tuple[int, float]]] = {}
+            for participant in self.hosted(Participant):
+                rating = quality.rating(lowest.get(participant.sid))
+                current.setdefault(participant.room, {})[participant.sid] = rating
+            levels = {room: {sid: q for sid, (q, _) in ratings.items()} for room, ratings in current.items()}
+            for room, ratings in current.items():
+                if sent.get(room) != levels[room]:
+                    room.tell("report_quality", self.name, time.monotonic_ns(), ratings)
+            sent = levels
 
     async def _report_rooms(self) -> None:
         gauges = RoomGauges(self.name)

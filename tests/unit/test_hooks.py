@@ -104,6 +104,7 @@ def test_stream_statistics_take_our_parsed_header() -> None:
         raw = struct.pack("!BBHII", 0x80, 96, seq, 3000 * seq, 0x1234) + b"x"
         stats.add(rtp.parse_header(raw))  # type: ignore[arg-type]
     assert stats.packets_received == 3 and stats.max_seq == 13 and stats.packets_lost == 1
+    assert stats.packets_expected == 4  # read by TapReceiver.packet_counts
 
 
 async def test_swapped_objects_have_the_fields_the_hooks_use() -> None:
@@ -122,6 +123,7 @@ async def test_swapped_objects_have_the_fields_the_hooks_use() -> None:
         "rtcp_ssrc",
         "nack_generator",
         "rtcp_task",
+        "lsr_time",
     ):
         assert hasattr(receiver, f"_RTCRtpReceiver__{name}"), name
     sender = hooks.passthrough_sender(transceiver.sender)
