@@ -40,8 +40,9 @@ from actors.outbox import Batch, Outboxes
 from actors.participant import JoinParams, Participant
 from actors.placement import Candidate, actor_options
 from actors.room import Room
-from actors.settings import MediaSettings, RoomSettings
+from actors.settings import MediaSettings, RoomSettings, WebhookSettings
 from actors.tasks import spawn
+from actors.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,19 @@ class _Delivery:
 
 
 class MediaWorker(Host):
-    def __init__(self, name: str, settings: MediaSettings, relay_key: bytes | None = None) -> None:
-        """`relay_key`: the cluster's, from Ray, when None (a worker started without Ray must pass one)."""
+    def __init__(
+        self,
+        name: str,
+        settings: MediaSettings,
+        relay_key: bytes | None = None,
+        webhook: WebhookSettings | None = None,
+    ) -> None:
+        """`relay_key`: the cluster's, from Ray, when None (a worker started without Ray must pass one).
+        `webhook`: where the rooms hosted here post their events (none when None)."""
         logs.configure(settings.log_level)
         super().__init__(name)
         self._settings = settings
+        self.webhooks = Webhooks(webhook or WebhookSettings(), name)
         self.limits = settings.limits  # what each hosted participant may send and hold
         self.outboxes = Outboxes()
         self._background: list[asyncio.Future[object]] = []
@@ -134,8 +143,15 @@ class MediaWorker(Host):
         participant = Participant(self, room, room_name, info, params)
         self.add(info.sid, participant)
         self.watch(room.host)
+        spawn(self._tell_when_connected(room, info), f"{participant!r}: waiting for a connection")
         self.outboxes.expect(params.gateway)  # a gateway that never polls for it is noticed as well
         return participant.ref
+
+    async def _tell_when_connected(self, room: ActorRef, info: models.ParticipantInfo) -> None:
+        """Tell the room when one of the participant's peer connections first connects."""
+        peers = self._peers.get(info.sid)
+        if peers is not None and await peers.wait_connected():
+            room.tell("participant_active", info.identity, info.sid)
 
     async def host_forwarder(self, room: str, info: models.TrackInfo, publisher_sid: str) -> ActorRef:
         forwarder = TrackForwarder(self, room, info, publisher_sid)
@@ -363,7 +379,9 @@ class MediaWorker(Host):
         return True
 
 
-def create_media_worker(name: str, settings: MediaSettings, node_id: str | None = None) -> Any:
+def create_media_worker(
+    name: str, settings: MediaSettings, node_id: str | None = None, webhook: WebhookSettings | None = None
+) -> Any:
     """Start the named, detached MediaWorker actor, pinned to `node_id` when given; returns its handle."""
     options = actor_options(name, node_id, max_concurrency=MAX_CONCURRENCY)
-    return ray.remote(MediaWorker).options(**options).remote(name, settings)
+    return ray.remote(MediaWorker).options(**options).remote(name, settings, None, webhook)

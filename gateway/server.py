@@ -68,7 +68,7 @@ def start_media_workers(config: ServerConfig) -> list[str]:
     node_id = ray.get_runtime_context().get_node_id()
     count = config.media.workers_per_node or os.cpu_count() or 1
     names = [media_actor(node_label(node_id), i) for i in range(count)]
-    handles = [create_media_worker(name, config.media, node_id) for name in names]
+    handles = [create_media_worker(name, config.media, node_id, config.webhook) for name in names]
     ray.get([h.ready.remote() for h in handles])
     ray.get(registry.registry().rooms.remote())  # the cluster's room registry, started by the first node
     return names
