@@ -203,6 +203,7 @@ class Room:
         if seat is None or seat.info.sid != sid or seat.active:
             return
         seat.active = True
+        self._host.metrics.observe_join(time.monotonic() - seat.joining_since)
         self._host.webhooks.notify("participant_joined", self._room_info(), seat.info)
 
     async def participant_closed(self, identity: str, sid: str, reason: models.DisconnectReason) -> None:

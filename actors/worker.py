@@ -35,10 +35,10 @@ from actors.media.peer import PUBLISHER, SUBSCRIBER, ParticipantPeers
 from actors.media.plane import MediaPlane, PublisherAnswer, RelaySource
 from actors.media.ratelog import RateLimitedLog
 from actors.media.relay import Address
-from actors.metrics import RoomGauges
+from actors.metrics import RoomGauges, WorkerFigures, WorkerMetrics
 from actors.outbox import Batch, Outboxes
 from actors.participant import JoinParams, Participant
-from actors.placement import Candidate, actor_options
+from actors.placement import Candidate, actor_options, worker_node_label
 from actors.room import Room
 from actors.settings import MediaSettings, RoomSettings, WebhookSettings
 from actors.tasks import spawn
@@ -81,6 +81,7 @@ class MediaWorker(Host):
         super().__init__(name)
         self._settings = settings
         self.webhooks = Webhooks(webhook or WebhookSettings(), name)
+        self.metrics = WorkerMetrics(name, worker_node_label(name))
         self.limits = settings.limits  # what each hosted participant may send and hold
         self.outboxes = Outboxes()
         self._background: list[asyncio.Future[object]] = []
@@ -177,6 +178,7 @@ class MediaWorker(Host):
             self._background = [
                 spawn(self._watch_gateways(), f"{self.name}: watching gateways"),
                 spawn(self._report_rooms(), f"{self.name}: room gauges"),
+                spawn(self._count_media(), f"{self.name}: metrics"),
                 spawn(self._measure_load(), f"{self.name}: load"),
             ]
 
@@ -191,6 +193,15 @@ class MediaWorker(Host):
             self._cpu = (cpu - last_cpu) / elapsed
             self._packets_per_s = max(0.0, (packets - last_packets) / elapsed)  # tracks that ended
             last_wall, last_cpu, last_packets = wall, cpu, packets
+
+    async def _count_media(self) -> None:
+        while True:
+            await asyncio.sleep(LOAD_INTERVAL)
+            self.metrics.update(len(self.hosted(Room)), self._peers, self._media)
+
+    async def figures(self) -> WorkerFigures:
+        """This worker's metrics, for its node's gateway (gateway/metrics.py)."""
+        return self.metrics.figures()
 
     async def _report_rooms(self) -> None:
         gauges = RoomGauges(self.name)
