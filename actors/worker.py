@@ -321,7 +321,7 @@ class MediaWorker(Host):
         await inbox.put(seq, _Delivery(room, packet, reliable, tuple(dest_sids)))
 
     async def stats(self) -> dict[str, int]:
-        return {"participants": len(self._peers), **self._counters}
+        return {"participants": len(self._peers), **self._counters, **self.webhooks.counters}
 
     def _peer(self, sid: str) -> ParticipantPeers:
         peers = self._peers.get(sid)
