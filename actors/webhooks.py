@@ -105,15 +105,6 @@ class Webhooks:
             if queue.task is None:
                 queue.task = spawn(self._deliver(url, room.name, queue), f"{self._owner}: webhooks to {url}")
 
-    async def close(self) -> None:
-        for queue in self._queues.values():
-            if queue.task is not None:
-                queue.task.cancel()
-        self._queues.clear()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
     async def _deliver(self, url: str, room: str, queue: _Queue) -> None:
         try:
             while queue.events:
