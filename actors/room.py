@@ -48,6 +48,8 @@ class Seat:
     handle: ActorRef  # the Participant
     worker: str
     auto_subscribe: bool = True
+    joining_since: float = field(default_factory=time.monotonic)  # when the Room took the join
+    active: bool = False  # one of its peer connections has connected (LiveKit's ACTIVE)
 
     @property
     def hidden(self) -> bool:
@@ -116,6 +118,7 @@ class Room:
         self._quality_reports: dict[str, _Report[tuple[int, float]]] = {}
         self._qualities: dict[str, int] = {}  # sid -> models.ConnectionQuality
         self._arm_close(settings.empty_timeout, "empty timeout")
+        host.webhooks.notify("room_started", self._room_info())
         log.info("room %s (%s) created", name, self._info.sid)
 
     def __repr__(self) -> str:
@@ -142,6 +145,7 @@ class Room:
 
     async def join(self, params: JoinParams) -> Joined:
         """Seat a new session: replaces an older session of the same identity (DUPLICATE_IDENTITY)."""
+        joining_since = time.monotonic()
         async with self._lock:
             self._check_open()
             older = self._seats.get(params.identity)
@@ -178,7 +182,7 @@ class Room:
                 params,
                 task=f"{participant_label(self._info.name, params.identity)}.join",
             )
-            seat = Seat(info=info, handle=handle, worker=worker, auto_subscribe=params.auto_subscribe)
+            seat = Seat(info, handle, worker, params.auto_subscribe, joining_since)
             self._seats[params.identity] = seat
             self._ever_joined = True
             self._cancel_close()
@@ -207,6 +211,16 @@ class Room:
             self._workers_used.add(worker)
             self._host.watch(worker)
 
+    async def participant_active(self, identity: str, sid: str) -> None:
+        """From the participant's worker: one of its peer connections connected. LiveKit counts a
+        participant as joined from then on (its participant_joined webhook), not from its JoinRequest."""
+        seat = self._seats.get(identity)
+        if seat is None or seat.info.sid != sid or seat.active:
+            return
+        seat.active = True
+        self._host.metrics.observe_join(time.monotonic() - seat.joining_since)
+        self._host.webhooks.notify("participant_joined", self._room_info(), seat.info)
+
     async def participant_closed(self, identity: str, sid: str, reason: models.DisconnectReason) -> None:
         """From the Participant: its session ended (the client left, its socket closed, its gateway died)."""
         async with self._lock:
@@ -226,6 +240,8 @@ class Room:
     async def _remove_seat(self, seat: Seat, reason: models.DisconnectReason, notify: bool) -> None:
         """Take a seat out of the room and tell the others. Called with the lock held."""
         del self._seats[seat.info.identity]
+        for published in seat.info.tracks:
+            self._track_webhook("track_unpublished", seat, published)
         for track_sid, track in list(self._tracks.items()):
             if track.publisher == seat.info.identity:
                 self._close_track(track_sid)
@@ -240,6 +256,8 @@ class Room:
         self._send_speaker_changes()
         gone = protocol.disconnected(seat.info, reason)
         self._info.num_participants = len(self._seats)
+        left = "participant_left" if seat.active else "participant_connection_aborted"  # as LiveKit
+        self._host.webhooks.notify(left, self._room_info(), gone)
         self._push_directory()
         if not seat.hidden:
             self._broadcast(ParticipantsChanged((gone,)))
@@ -414,6 +432,7 @@ class Room:
                 task=f"{track_label(self._info.name, info.sid)}.open",
             )
             self._tracks[info.sid] = Track(publisher=identity, forwarder=forwarder)
+            self._track_webhook("track_published", seat, info)
             self._announce(seat)
             for other in self._seats.values():
                 if other is not seat and other.auto_subscribe and other.can_subscribe:
@@ -423,9 +442,11 @@ class Room:
     async def track_unpublished(self, identity: str, track_sid: str) -> None:
         async with self._lock:
             seat = self._seat(identity)
-            kept = [t for t in seat.info.tracks if t.sid != track_sid]
-            if len(kept) == len(seat.info.tracks):
+            gone = [t for t in seat.info.tracks if t.sid == track_sid]
+            if not gone:
                 raise NotFoundError(f"track {track_sid} not found")
+            self._track_webhook("track_unpublished", seat, gone[0])
+            kept = [t for t in seat.info.tracks if t.sid != track_sid]
             del seat.info.tracks[:]
             seat.info.tracks.extend(kept)
             self._close_track(track_sid)
@@ -514,6 +535,7 @@ class Room:
             seats = list(self._seats.values())
             for seat in seats:
                 await self._remove_seat(seat, reason, notify=True)
+            self._host.webhooks.notify("room_finished", self._room_info())
         for worker in self._workers_used | {self._host.name}:
             try:
                 await call_worker(worker, "close_room", self._info.name, task=f"{self.ref}.close")
@@ -555,6 +577,13 @@ class Room:
         room.CopyFrom(self._info)
         room.num_participants = len(self._seats)
         return room
+
+    def _track_webhook(self, event: str, seat: Seat, track: models.TrackInfo) -> None:
+        """A track event, with the room and publisher named only (LiveKit's, without
+        room.enable_full_room_in_webhooks)."""
+        room = models.Room(sid=self._info.sid, name=self._info.name)
+        publisher = models.ParticipantInfo(sid=seat.info.sid, identity=seat.info.identity)
+        self._host.webhooks.notify(event, room, publisher, track)
 
     def _notify(self, seat: Seat, event: RoomEvent) -> None:
         seq = self._counters.sequencer.next(seat.info.sid)

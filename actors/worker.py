@@ -36,13 +36,14 @@ from actors.media.peer import PUBLISHER, SUBSCRIBER, ParticipantPeers
 from actors.media.plane import MediaPlane, PublisherAnswer, RelaySource
 from actors.media.ratelog import RateLimitedLog
 from actors.media.relay import Address
-from actors.metrics import RoomGauges
+from actors.metrics import RoomGauges, WorkerFigures, WorkerMetrics
 from actors.outbox import Batch, Outboxes
 from actors.participant import JoinParams, Participant
-from actors.placement import Candidate, actor_options
+from actors.placement import Candidate, actor_options, worker_node_label
 from actors.room import Room
-from actors.settings import MediaSettings, RoomSettings
+from actors.settings import MediaSettings, RoomSettings, WebhookSettings
 from actors.tasks import spawn
+from actors.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -68,11 +69,20 @@ class _Delivery:
 
 
 class MediaWorker(Host):
-    def __init__(self, name: str, settings: MediaSettings, relay_key: bytes | None = None) -> None:
-        """`relay_key`: the cluster's, from Ray, when None (a worker started without Ray must pass one)."""
+    def __init__(
+        self,
+        name: str,
+        settings: MediaSettings,
+        relay_key: bytes | None = None,
+        webhook: WebhookSettings | None = None,
+    ) -> None:
+        """`relay_key`: the cluster's, from Ray, when None (a worker started without Ray must pass one).
+        `webhook`: where the rooms hosted here post their events (none when None)."""
         logs.configure(settings.log_level)
         super().__init__(name)
         self._settings = settings
+        self.webhooks = Webhooks(webhook or WebhookSettings(), name)
+        self.metrics = WorkerMetrics(name, worker_node_label(name))
         self.limits = settings.limits  # what each hosted participant may send and hold
         self.outboxes = Outboxes()
         self._background: list[asyncio.Future[object]] = []
@@ -135,8 +145,15 @@ class MediaWorker(Host):
         participant = Participant(self, room, room_name, info, params)
         self.add(info.sid, participant)
         self.watch(room.host)
+        spawn(self._tell_when_connected(room, info), f"{participant!r}: waiting for a connection")
         self.outboxes.expect(params.gateway)  # a gateway that never polls for it is noticed as well
         return participant.ref
+
+    async def _tell_when_connected(self, room: ActorRef, info: models.ParticipantInfo) -> None:
+        """Tell the room when one of the participant's peer connections first connects."""
+        peers = self._peers.get(info.sid)
+        if peers is not None and await peers.wait_connected():
+            room.tell("participant_active", info.identity, info.sid)
 
     async def host_forwarder(self, room: str, info: models.TrackInfo, publisher_sid: str) -> ActorRef:
         forwarder = TrackForwarder(self, room, info, publisher_sid)
@@ -162,6 +179,7 @@ class MediaWorker(Host):
             self._background = [
                 spawn(self._watch_gateways(), f"{self.name}: watching gateways"),
                 spawn(self._report_rooms(), f"{self.name}: room gauges"),
+                spawn(self._count_media(), f"{self.name}: metrics"),
                 spawn(self._measure_load(), f"{self.name}: load"),
                 spawn(self._report_speakers(), f"{self.name}: speakers"),
                 spawn(self._report_quality(), f"{self.name}: connection quality"),
@@ -213,6 +231,15 @@ class MediaWorker(Host):
                 if sent.get(room) != levels[room]:
                     room.tell("report_quality", self.name, time.monotonic_ns(), ratings)
             sent = levels
+
+    async def _count_media(self) -> None:
+        while True:
+            await asyncio.sleep(LOAD_INTERVAL)
+            self.metrics.update(len(self.hosted(Room)), self._peers, self._media)
+
+    async def figures(self) -> WorkerFigures:
+        """This worker's metrics, for its node's gateway (gateway/metrics.py)."""
+        return self.metrics.figures()
 
     async def _report_rooms(self) -> None:
         gauges = RoomGauges(self.name)
@@ -332,7 +359,7 @@ class MediaWorker(Host):
         await inbox.put(seq, _Delivery(room, packet, reliable, tuple(dest_sids)))
 
     async def stats(self) -> dict[str, int]:
-        return {"participants": len(self._peers), **self._counters}
+        return {"participants": len(self._peers), **self._counters, **self.webhooks.counters}
 
     async def census(self) -> dict[str, int]:
         """How many of each thing this worker holds: hosted actors, peer connections, media plane entries,
@@ -419,7 +446,9 @@ class MediaWorker(Host):
         return True
 
 
-def create_media_worker(name: str, settings: MediaSettings, node_id: str | None = None) -> Any:
+def create_media_worker(
+    name: str, settings: MediaSettings, node_id: str | None = None, webhook: WebhookSettings | None = None
+) -> Any:
     """Start the named, detached MediaWorker actor, pinned to `node_id` when given; returns its handle."""
     options = actor_options(name, node_id, max_concurrency=MAX_CONCURRENCY)
-    return ray.remote(MediaWorker).options(**options).remote(name, settings)
+    return ray.remote(MediaWorker).options(**options).remote(name, settings, None, webhook)

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import time
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -26,6 +27,10 @@ log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
 
 LAYER_ACTIVE = 1.0  # seconds since a layer's last packet for it to count as active
+# Forwarding latency, sampled: for one packet in LATENCY_SAMPLE_EVERY, the seconds from its arrival at the up
+# track to its last copy sent. The worker's metrics drain them (actors.metrics); the oldest go when full.
+LATENCY_SAMPLE_EVERY = 32
+forwarding_latencies: deque[float] = deque(maxlen=4096)
 
 
 @dataclass(frozen=True)
@@ -196,6 +201,8 @@ class UpTrack:
             except Exception as e:  # a bug in one subscriber's path must not starve the others
                 self.forward_errors += 1
                 _ratelog.warning("forward", "%r: forwarding to %s failed: %r", self, down.sub_sid, e)
+        if not self.packets_in % LATENCY_SAMPLE_EVERY:
+            forwarding_latencies.append(time.monotonic() - now)
 
     async def request_keyframe(self, rid: str | None = None) -> None:
         """Ask the publisher for a keyframe of layer `rid`, at most once per KEYFRAME_INTERVAL per layer."""

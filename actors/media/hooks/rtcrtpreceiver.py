@@ -212,6 +212,12 @@ class TapReceiver(RTCRtpReceiver):
         rtx = set(self._RTCRtpReceiver__rtx_ssrc) | set(self._rtx_rid)
         return [s for s in self._RTCRtpReceiver__remote_streams if s not in rtx]
 
+    def packets_lost(self) -> int:
+        """Media packets missing from the sequence so far (before NACK repairs them: a retransmission
+        arrives on the RTX stream)."""
+        streams: dict[int, StreamStatistics] = self._RTCRtpReceiver__remote_streams
+        return sum(max(0, streams[s].packets_lost) for s in self.media_ssrcs())
+
 
 def tap_receiver(receiver: RTCRtpReceiver) -> TapReceiver:
     """Turn a (not yet started) aiortc receiver into a tap receiver."""
