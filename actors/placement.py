@@ -99,7 +99,8 @@ def choose_worker(
     and below `participants_per_worker`) is preferred: on `node` (the node whose gateway the client
     reached) while it has one, then the room's busiest worker (forwarding inside one process is cheapest),
     its home (the worker hosting the Room), the least loaded on a node the room uses, the least loaded
-    anywhere. When no worker has headroom, the least utilised below its limit takes the participant.
+    anywhere. When every worker has its `participants_per_worker` but some have load to spare, the one of
+    those with the fewest participants takes it; when none has load to spare, the least utilised.
     "Least loaded" orders by utilisation in steps of LOAD_STEP, then by participants, so that an idle
     cluster's noise in the measurements does not decide."""
     if not candidates:
@@ -114,6 +115,9 @@ def choose_worker(
 
     roomy = [c for c in below if (capacity <= 0 or c.load < capacity) and c.utilisation(media) < SPILL_AT]
     if not roomy:
+        cool = [c for c in below if c.utilisation(media) < SPILL_AT]  # full by count only
+        if cool:  # the fewest participants, not the noise of idle workers' measurements
+            return min(cool, key=lambda c: (c.load, c.worker)).worker
         return min(below, key=lambda c: (c.utilisation(media), c.load, c.worker)).worker
     local = [c for c in roomy if worker_node_label(c.worker) == node]
     if local:

@@ -115,3 +115,10 @@ def test_least_loaded_orders_by_measured_load_before_counts() -> None:
     assert choose_worker([quiet, loud], Counter(), media(100)) == "media:aaaa/0"
     noisy = c("media:bbbb/0", 3, cpu=0.1)  # within one LOAD_STEP of quiet: counts decide
     assert choose_worker([quiet, noisy], Counter(), media(100)) == "media:bbbb/0"
+
+
+def test_workers_full_by_count_but_idle_overflow_by_count_and_name_not_by_noise() -> None:
+    """An idle machine's CPU readings differ by noise: they must not pick the worker (3439ba5)."""
+    a = c("media:aaaa/0", 1, cpu=0.03)
+    b = c("media:aaaa/1", 1, cpu=0.01)
+    assert choose_worker([a, b], Counter({"media:aaaa/1": 1}), media(1)) == "media:aaaa/0"
