@@ -161,10 +161,14 @@ class Participant:
                 await self._on_track_setting(req.track_setting)
             elif kind == "update_metadata":
                 await self._update_metadata(req.update_metadata)
+            elif kind == "subscription_permission":
+                await self._room.call(
+                    "update_subscription_permission", self._info.identity, req.subscription_permission
+                )
             elif kind == "leave":
                 await self.close(models.DisconnectReason.CLIENT_INITIATED, False)
-            elif kind in ("subscription_permission", "sync_state", "update_layers", "update_audio_track"):
-                pass  # accepted; raysfu has no per-subscriber permissions, resume or layer hints yet
+            elif kind in ("sync_state", "update_layers", "update_audio_track"):
+                pass  # accepted; raysfu has no resume or layer hints yet
             else:
                 self._refuse(
                     kind or "empty", rtc.RequestResponse.UNSUPPORTED_TYPE, f"unsupported request {kind}"
@@ -252,21 +256,22 @@ class Participant:
                     self._info.sid, track_sid, req.disabled, int(req.quality), req.width, req.height
                 )
 
-    async def subscribe_track(self, info: models.TrackInfo, publisher_sid: str) -> None:
-        """From the track's forwarder: start receiving it (a new subscriber offer follows)."""
+    async def subscribe_track(self, info: models.TrackInfo, publisher_sid: str) -> bool:
+        """From the track's forwarder: start receiving it (a new subscriber offer follows). False when it
+        was not added now (the session ended, or it waits for a free slot of the subscription limit)."""
         started = asyncio.ensure_future(self._started.wait())
         closed = asyncio.ensure_future(self._closed.wait())
         await asyncio.wait((started, closed), return_when=asyncio.FIRST_COMPLETED)
         started.cancel()
         closed.cancel()
         if self._closed_reason is not None or info.sid in self._subscribed or info.sid in self._waiting:
-            return
+            return False
         if self._at_subscription_limit(info.type):
             self._waiting[info.sid] = (info, publisher_sid)
             self._log_once(
                 f"subscription_limit:{info.type}", "subscription limit reached; %s waits", info.sid
             )
-            return
+            return False
         self._subscribed[info.sid] = info.type  # before the await: counted by the next limit check
         try:
             await self._host.subscribe(self._info.sid, info.sid, publisher_sid)
@@ -274,6 +279,21 @@ class Participant:
             del self._subscribed[info.sid]
             raise
         self._negotiate()
+        return True
+
+    async def subscription_permission_changed(
+        self, publisher_sid: str, track_sid: str, allowed: bool
+    ) -> None:
+        """From a track's forwarder: this participant may (again) or may no longer subscribe to it."""
+        update = rtc.SubscriptionPermissionUpdate(
+            participant_sid=publisher_sid, track_sid=track_sid, allowed=allowed
+        )
+        self._send(rtc.SignalResponse(subscription_permission_update=update))
+
+    async def track_subscribed(self, track_sid: str) -> None:
+        """From the forwarder of a track this participant publishes: somebody subscribed to it, the first
+        time (LiveKit's TrackSubscribed, which the SDKs report as the local track being subscribed)."""
+        self._send(rtc.SignalResponse(track_subscribed=rtc.TrackSubscribed(track_sid=track_sid)))
 
     async def unsubscribe_track(self, track_sid: str) -> None:
         if self._waiting.pop(track_sid, None) is not None:

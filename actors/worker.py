@@ -137,8 +137,8 @@ class MediaWorker(Host):
         self.outboxes.expect(params.gateway)  # a gateway that never polls for it is noticed as well
         return participant.ref
 
-    async def host_forwarder(self, room: str, info: models.TrackInfo, publisher_sid: str) -> ActorRef:
-        forwarder = TrackForwarder(self, room, info, publisher_sid)
+    async def host_forwarder(self, room: str, info: models.TrackInfo, publisher: ActorRef) -> ActorRef:
+        forwarder = TrackForwarder(self, room, info, publisher)
         self.add(info.sid, forwarder)
         return forwarder.ref
 
