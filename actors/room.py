@@ -360,6 +360,8 @@ class Room:
                 task=f"{track_label(self._info.name, info.sid)}.open",
             )
             self._tracks[info.sid] = Track(publisher=identity, forwarder=forwarder)
+            if info.muted:  # announced muted (AddTrackRequest, or a mute while it was pending)
+                self._command(info.sid, SetMuted(True))
             if seat.track_permissions is not None:  # before any subscription
                 self._command(info.sid, SetAllowed(seat.allowed_subscribers(info.sid)))
             self._announce(seat)

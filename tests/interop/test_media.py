@@ -243,6 +243,29 @@ async def test_unpublish_is_seen_and_the_other_track_keeps_flowing(
     assert [args[0].sid for args in events.args("track_unpublished")] == [video_sid]
 
 
+async def test_publisher_hears_of_a_tracks_first_subscription(
+    connect: Connect, media: MediaSession, room_name: str
+) -> None:
+    """LiveKit's TrackSubscribed, the SDK's `local_track_subscribed`: once per track, at its first
+    subscription by a participant that is not hidden."""
+    alice = await connect("alice", room_name)
+    events = Events(alice, "local_track_subscribed")
+    pub = await media.publish(alice, video=False)
+    assert pub.audio_publication is not None
+    audio_sid = pub.audio_publication.sid
+    recorder = await connect("recorder", room_name, hidden=True)
+    await media.receive(recorder).wait_tone(FIRST_MEDIA, identity="alice")
+    assert events.args("local_track_subscribed") == []
+
+    bob = await connect("bob", room_name)
+    (track,) = await events.wait("local_track_subscribed", timeout=FIRST_MEDIA)
+    assert track.sid == audio_sid
+    carol = await connect("carol", room_name)
+    await media.receive(carol).wait_tone(FIRST_MEDIA, identity="alice")
+    await media.receive(bob).wait_tone(FIRST_MEDIA, identity="alice")
+    assert len(events.args("local_track_subscribed")) == 1
+
+
 async def test_auto_subscribe_off_receives_only_what_it_asks_for(
     connect: Connect, media: MediaSession, room_name: str
 ) -> None:
