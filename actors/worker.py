@@ -258,7 +258,11 @@ class MediaWorker(Host):
         await self._media.set_subscription_settings(sub_sid, track_sid, disabled, quality, width, height)
 
     async def media_stats(self) -> dict[str, Any]:
-        return {**self._media.stats(), "participants": sorted(self._peers)}
+        return {
+            **self._media.stats(),
+            "participants": sorted(self._peers),
+            "subscriber_m_lines": {sid: p.subscriber_media_sections() for sid, p in self._peers.items()},
+        }
 
     async def add_ice_candidate(self, sid: str, target: int, candidate_init: str) -> None:
         peers = self._peer(sid)
