@@ -1,7 +1,7 @@
 """Joining, presence, metadata and leaving, with the real `livekit` SDK against a running raysfu."""
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from livekit import api as lkapi
@@ -87,7 +87,8 @@ class SdkAnswers:
     KINDS = ("set_local_metadata", "set_local_name", "set_local_attributes")
 
     def __init__(self) -> None:
-        self._queue = FfiClient.instance.queue.subscribe(filter_fn=self._wanted)
+        loop = asyncio.get_running_loop()
+        self._queue = FfiClient.instance.queue.subscribe(loop, filter_fn=self._wanted)
 
     def _wanted(self, event: ffi_pb2.FfiEvent) -> bool:
         return event.WhichOneof("message") in self.KINDS
@@ -105,7 +106,7 @@ class SdkAnswers:
 
 
 @pytest.fixture
-def answers() -> Iterator[SdkAnswers]:
+async def answers() -> AsyncIterator[SdkAnswers]:
     recorder = SdkAnswers()
     yield recorder
     recorder.close()
