@@ -8,17 +8,20 @@ The Python SDK (livekit 1.2.1, its Rust core) ignores SubscriptionPermissionUpda
 track the server takes off its subscriber connection (it reports `track_unsubscribed` only for its own
 unsubscriptions and unpublished tracks), so a raw signalling client reads the updates, and the SDK
 clients show the effect on their media: none arrives while not allowed, and `track_subscribed` and the media
-come back when allowed again.
+come back when allowed again. The browser SDK (livekit-client) reports the updates itself.
 """
 
 import asyncio
 from collections.abc import AsyncIterator
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
 from livekit import rtc
 from livekit.protocol import rtc as signal
+from playwright.async_api import Page
 
+from tests.interop.browser import browser_condition, browser_event
 from tests.interop.media import MediaReceiver, MediaSession, inbound_rtp, measure
 from tests.interop.sdk import Connect, Events, MintToken, Server, wait_for
 from tests.interop.test_bad_input import RawClient, raw_join
@@ -155,3 +158,38 @@ async def test_per_track_permission_and_a_later_subscriber(
     carol_rx = media.receive(carol)
     await carol_rx.wait_frames(10, identity="alice")
     assert carol_rx.audios == {}
+
+
+async def test_browser_sdk_is_told_and_its_video_stops_and_comes_back(
+    page: Page,
+    page_url: str,
+    server: Server,
+    token: MintToken,
+    connect: Connect,
+    media: MediaSession,
+    room_name: str,
+) -> None:
+    """livekit-client surfaces the updates (TrackSubscriptionPermissionChanged)."""
+    alice = await connect("alice", room_name)
+    await page.goto(f"{page_url}?{urlencode({'url': server.url, 'token': token('browser', room_name)})}")
+    joined = await browser_event(page, "e => e.ev === 'connected' || e.ev === 'connectFailed'")
+    assert joined["ev"] == "connected", joined
+    publisher = await media.publish(alice, audio=False)
+    assert publisher.video_publication is not None
+    sid = publisher.video_publication.sid
+    decoded = f"window.__log.filter(e => e.ev === 'videoDecoded' && e.sid === '{sid}').length"
+    await browser_condition(page, f"{decoded} >= 1", "the browser decodes alice's video")
+
+    alice.local_participant.set_track_subscription_permissions(allow_all_participants=False)
+    denied = await browser_event(page, "e => e.ev === 'trackPermission'")
+    assert (denied["sid"], denied["status"], denied["identity"]) == (sid, "not_allowed", "alice")
+    await asyncio.sleep(GRACE)
+    frames = f"window.__video['{sid}'].framesDecoded"
+    before = await page.evaluate(frames)
+    await asyncio.sleep(2.0)
+    assert await page.evaluate(frames) == before, "the browser still decodes alice's video"
+
+    alice.local_participant.set_track_subscription_permissions(allow_all_participants=True)
+    allowed = await browser_event(page, "e => e.ev === 'trackPermission' && e.status === 'allowed'")
+    assert allowed["sid"] == sid
+    await browser_condition(page, f"{decoded} >= 2", "the browser decodes alice's video again")
