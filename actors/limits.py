@@ -3,6 +3,10 @@
 import time
 
 MAX_SIGNAL_MESSAGE = 2 * 1024 * 1024  # one WebSocket frame from a client
+# What the gateway holds for a client that does not read its WebSocket (beyond the kernel's and the
+# transport's buffers): over either, the client is cut off, as one whose connection failed.
+MAX_SIGNAL_BACKLOG = 8 * 1024 * 1024  # bytes of signalling waiting to be written
+SIGNAL_SEND_TIMEOUT = 15.0  # seconds one message may wait for the socket to take it
 MAX_METADATA = 512 * 1024  # participant or room metadata, bytes of UTF-8
 MAX_ATTRIBUTES = 64 * 1024  # all attribute keys and values together
 MAX_NAME = 256  # identity, participant name, room name (characters)

@@ -26,7 +26,7 @@ from actors.errors import (
     RaysfuError,
     unwrap,
 )
-from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
+from actors.events import ParticipantsChanged, QualityChanged, RoomChanged, RoomEvent, SpeakersChanged
 from actors.hosting import ActorRef
 from actors.inbox import SequencedInbox
 from actors.media.ratelog import RateLimitedLog
@@ -81,6 +81,11 @@ class Participant:
         self._published: dict[str, models.TrackInfo] = {}  # track sid -> bound to a publisher m-line
         self._published_cids: dict[str, str] = {}  # track sid -> the client's cid of it
         self._subscribed: dict[str, int] = {}  # track sid -> TrackType, of what this participant receives
+        self._publishers: dict[str, str] = {}  # track sid -> its publisher's sid, of what it receives
+        # The room's active speakers and everybody's connection quality, as the room last said: what a new
+        # subscription's publisher is announced with (as in LiveKit).
+        self._speaking: dict[str, models.SpeakerInfo] = {}
+        self._qualities: dict[str, rtc.ConnectionQualityInfo] = {}
         # Subscriptions over limit.subscription_limit_*, waiting for a free slot of their kind (as in
         # LiveKit): track sid -> (its info, its publisher's sid), in arrival order.
         self._waiting: dict[str, tuple[models.TrackInfo, str]] = {}
@@ -89,6 +94,18 @@ class Participant:
 
     def __repr__(self) -> str:
         return f"Participant({self._room_name}/{self._info.identity} {self._info.sid})"
+
+    @property
+    def sid(self) -> str:
+        return self._info.sid
+
+    @property
+    def room(self) -> ActorRef:
+        return self._room
+
+    def microphone_tracks(self) -> list[str]:
+        """The sids of its published microphone tracks: what its speaking level is measured on."""
+        return [sid for sid, info in self._published.items() if info.source == models.TrackSource.MICROPHONE]
 
     # ----- lifecycle -----------------------------------------------------------------------------------
 
@@ -312,12 +329,17 @@ class Participant:
             )
             return False
         self._subscribed[info.sid] = info.type  # before the await: counted by the next limit check
+        new_publisher = not self._concerns(publisher_sid)
+        self._publishers[info.sid] = publisher_sid
         try:
             await self._host.subscribe(self._info.sid, info.sid, publisher_sid)
         except BaseException:
             del self._subscribed[info.sid]
+            del self._publishers[info.sid]
             raise
         self._negotiate()
+        if new_publisher:
+            self._announce_publisher(publisher_sid)
         return True
 
     async def subscription_permission_changed(
@@ -341,6 +363,7 @@ class Participant:
         if self._closed_reason is not None or track_sid not in self._subscribed:
             return
         kind = self._subscribed.pop(track_sid)
+        self._publishers.pop(track_sid, None)
         await self._host.unsubscribe(self._info.sid, track_sid)
         self._negotiate()
         waiting = next((sid for sid, (info, _) in self._waiting.items() if info.type == kind), None)
@@ -433,6 +456,36 @@ class Participant:
             self._send(rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=event.participants)))
         elif isinstance(event, RoomChanged):
             self._send(rtc.SignalResponse(room_update=rtc.RoomUpdate(room=event.room)))
+        elif isinstance(event, SpeakersChanged):
+            for speaker in event.speakers:
+                if speaker.active:
+                    self._speaking[speaker.sid] = speaker
+                else:
+                    self._speaking.pop(speaker.sid, None)
+            speakers = [s for s in event.speakers if self._concerns(s.sid)]
+            if speakers:
+                self._send(rtc.SignalResponse(speakers_changed=rtc.SpeakersChanged(speakers=speakers)))
+        elif isinstance(event, QualityChanged):
+            self._qualities = {q.participant_sid: q for q in event.qualities}
+            updates = [q for q in event.qualities if self._concerns(q.participant_sid)]
+            if updates:
+                self._send(
+                    rtc.SignalResponse(connection_quality=rtc.ConnectionQualityUpdate(updates=updates))
+                )
+
+    def _announce_publisher(self, sid: str) -> None:
+        """The first subscription to a publisher: tell the client whether it speaks and how well it is
+        connected, not waiting for the next change."""
+        speaker = self._speaking.get(sid)
+        if speaker is not None:
+            self._send(rtc.SignalResponse(speakers_changed=rtc.SpeakersChanged(speakers=[speaker])))
+        info = self._qualities.get(sid)
+        if info is not None:
+            self._send(rtc.SignalResponse(connection_quality=rtc.ConnectionQualityUpdate(updates=[info])))
+
+    def _concerns(self, sid: str) -> bool:
+        """Whether news of participant `sid` is for this one: itself, or a publisher it subscribes to."""
+        return sid == self._info.sid or sid in self._publishers.values()
 
     # ----- helpers -------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from livekit.protocol import models, rtc
 
@@ -26,7 +26,7 @@ from actors.errors import (
     PermissionDeniedError,
     RoomClosedError,
 )
-from actors.events import ParticipantsChanged, RoomChanged, RoomEvent
+from actors.events import ParticipantsChanged, QualityChanged, RoomChanged, RoomEvent, SpeakersChanged
 from actors.forwarder import Close, Command, SetAllowed, SetMuted, Subscribe, Unsubscribe
 from actors.hosting import ActorRef, call_worker, tell_many
 from actors.inbox import Sequencer
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 @dataclass
 class Seat:
@@ -47,6 +49,8 @@ class Seat:
     handle: ActorRef  # the Participant
     worker: str
     auto_subscribe: bool = True
+    joining_since: float = field(default_factory=time.monotonic)  # when the Room took the join
+    active: bool = False  # one of its peer connections has connected (LiveKit's ACTIVE)
     # Its subscription permission as a publisher, by subscriber identity; None: everyone may subscribe.
     track_permissions: dict[str, rtc.TrackPermission] | None = None
 
@@ -93,6 +97,12 @@ class Joined:
     response: bytes  # the serialized SignalResponse with the JoinResponse, for the gateway to send first
 
 
+@dataclass(frozen=True)
+class _Report(Generic[T]):
+    seq: int  # numbered by the worker: a report that arrives after a newer one is ignored
+    values: dict[str, T]  # participant sid -> what was measured
+
+
 @dataclass
 class _Counters:
     sequencer: Sequencer = field(default_factory=Sequencer)
@@ -126,7 +136,14 @@ class Room:
         self._ever_joined = False
         self._workers_used: set[str] = set()
         self._close_task: asyncio.Future[object] | None = None
+        # What the workers hosting its participants measure (MediaWorker._report_speakers, _report_quality):
+        # each worker's latest report of its own participants, and what the participants were last told.
+        self._speaker_reports: dict[str, _Report[float]] = {}
+        self._speakers: dict[str, float] = {}  # sid -> level, the active speakers
+        self._quality_reports: dict[str, _Report[tuple[int, float]]] = {}
+        self._qualities: dict[str, int] = {}  # sid -> models.ConnectionQuality
         self._arm_close(settings.empty_timeout, "empty timeout")
+        host.webhooks.notify("room_started", self._room_info())
         log.info("room %s (%s) created", name, self._info.sid)
 
     def __repr__(self) -> str:
@@ -153,6 +170,7 @@ class Room:
 
     async def join(self, params: JoinParams) -> Joined:
         """Seat a new session: replaces an older session of the same identity (DUPLICATE_IDENTITY)."""
+        joining_since = time.monotonic()
         async with self._lock:
             self._check_open()
             older = self._seats.get(params.identity)
@@ -189,7 +207,7 @@ class Room:
                 params,
                 task=f"{participant_label(self._info.name, params.identity)}.join",
             )
-            seat = Seat(info=info, handle=handle, worker=worker, auto_subscribe=params.auto_subscribe)
+            seat = Seat(info, handle, worker, params.auto_subscribe, joining_since)
             self._seats[params.identity] = seat
             self._ever_joined = True
             self._cancel_close()
@@ -197,6 +215,7 @@ class Room:
             self._push_directory()
             if not seat.hidden:
                 self._broadcast(ParticipantsChanged((info,)), exclude=sid)
+            self._brief(seat)
             if seat.auto_subscribe and seat.can_subscribe:
                 for track_sid in self._tracks:
                     self._command(track_sid, seat.subscription())
@@ -217,6 +236,16 @@ class Room:
             self._workers_used.add(worker)
             self._host.watch(worker)
 
+    async def participant_active(self, identity: str, sid: str) -> None:
+        """From the participant's worker: one of its peer connections connected. LiveKit counts a
+        participant as joined from then on (its participant_joined webhook), not from its JoinRequest."""
+        seat = self._seats.get(identity)
+        if seat is None or seat.info.sid != sid or seat.active:
+            return
+        seat.active = True
+        self._host.metrics.observe_join(time.monotonic() - seat.joining_since)
+        self._host.webhooks.notify("participant_joined", self._room_info(), seat.info)
+
     async def participant_closed(self, identity: str, sid: str, reason: models.DisconnectReason) -> None:
         """From the Participant: its session ended (the client left, its socket closed, its gateway died)."""
         async with self._lock:
@@ -227,6 +256,8 @@ class Room:
     async def worker_lost(self, worker: str) -> None:
         """A media worker died: its participants are gone, and so are the tracks they published."""
         async with self._lock:
+            self._speaker_reports.pop(worker, None)
+            self._quality_reports.pop(worker, None)
             for seat in [s for s in self._seats.values() if s.worker == worker]:
                 await self._remove_seat(seat, models.DisconnectReason.UNKNOWN_REASON, notify=False)
             self._workers_used.discard(worker)
@@ -234,6 +265,8 @@ class Room:
     async def _remove_seat(self, seat: Seat, reason: models.DisconnectReason, notify: bool) -> None:
         """Take a seat out of the room and tell the others. Called with the lock held."""
         del self._seats[seat.info.identity]
+        for published in seat.info.tracks:
+            self._track_webhook("track_unpublished", seat, published)
         for track_sid, track in list(self._tracks.items()):
             if track.publisher == seat.info.identity:
                 self._close_track(track_sid)
@@ -244,8 +277,12 @@ class Room:
                 await seat.handle.call("close", reason, True, True)
             except ActorGone:
                 pass
+        self._qualities.pop(seat.info.sid, None)
+        self._send_speaker_changes()
         gone = protocol.disconnected(seat.info, reason)
         self._info.num_participants = len(self._seats)
+        left = "participant_left" if seat.active else "participant_connection_aborted"  # as LiveKit
+        self._host.webhooks.notify(left, self._room_info(), gone)
         self._push_directory()
         if not seat.hidden:
             self._broadcast(ParticipantsChanged((gone,)))
@@ -343,6 +380,66 @@ class Room:
             )
         )
 
+    # ----- speakers and connection quality -------------------------------------------------------------
+
+    async def report_speakers(self, worker: str, seq: int, levels: dict[str, float]) -> None:
+        """A worker's active speakers among its participants here (sid -> level), when they change."""
+        if _newer(self._speaker_reports, worker, seq):
+            self._speaker_reports[worker] = _Report(seq, levels)
+            self._send_speaker_changes()
+
+    async def report_quality(self, worker: str, seq: int, qualities: dict[str, tuple[int, float]]) -> None:
+        """A worker's (quality, MOS) of its participants here, when one is new or its quality changed:
+        as in LiveKit, everybody then hears everybody's current quality that concerns them."""
+        if not _newer(self._quality_reports, worker, seq):
+            return
+        self._quality_reports[worker] = _Report(seq, qualities)
+        current = self._merged(self._quality_reports)
+        changed = any(self._qualities.get(sid) != q for sid, (q, _) in current.items())
+        self._qualities = {sid: q for sid, (q, _) in current.items()}
+        if changed:
+            self._broadcast(self._quality_event())
+
+    def _quality_event(self) -> QualityChanged:
+        return QualityChanged(
+            tuple(
+                rtc.ConnectionQualityInfo(participant_sid=sid, quality=cast(Any, q), score=score)
+                for sid, (q, score) in self._merged(self._quality_reports).items()
+            )
+        )
+
+    def _brief(self, seat: Seat) -> None:
+        """A newcomer's Participant learns who speaks and how everybody is connected, to tell its client as
+        it subscribes to them (it tells nothing of anybody else)."""
+        if self._speakers:
+            speakers = sorted(self._speakers.items(), key=lambda item: -item[1])
+            self._notify(
+                seat,
+                SpeakersChanged(tuple(models.SpeakerInfo(sid=s, level=v, active=True) for s, v in speakers)),
+            )
+        if self._qualities:
+            self._notify(seat, self._quality_event())
+
+    def _send_speaker_changes(self) -> None:
+        """Tell everybody whose level changed (loudest first) and who stopped speaking (level 0)."""
+        current = self._merged(self._speaker_reports)
+        changed = [
+            models.SpeakerInfo(sid=sid, level=level, active=True)
+            for sid, level in sorted(current.items(), key=lambda item: -item[1])
+            if self._speakers.get(sid) != level
+        ]
+        changed += [
+            models.SpeakerInfo(sid=sid, level=0, active=False) for sid in self._speakers if sid not in current
+        ]
+        self._speakers = current
+        if changed:
+            self._broadcast(SpeakersChanged(tuple(changed)))
+
+    def _merged(self, reports: dict[str, _Report[T]]) -> dict[str, T]:
+        """The workers' reports as one, of the participants still seated."""
+        seated = {s.info.sid for s in self._seats.values()}
+        return {sid: v for r in reports.values() for sid, v in r.values.items() if sid in seated}
+
     # ----- tracks ---------------------------------------------------------------------------------------
 
     async def track_published(self, identity: str, info: models.TrackInfo) -> None:
@@ -360,6 +457,7 @@ class Room:
                 task=f"{track_label(self._info.name, info.sid)}.open",
             )
             self._tracks[info.sid] = Track(publisher=identity, forwarder=forwarder)
+            self._track_webhook("track_published", seat, info)
             if info.muted:  # announced muted (AddTrackRequest, or a mute while it was pending)
                 self._command(info.sid, SetMuted(True))
             if seat.track_permissions is not None:  # before any subscription
@@ -373,9 +471,11 @@ class Room:
     async def track_unpublished(self, identity: str, track_sid: str) -> None:
         async with self._lock:
             seat = self._seat(identity)
-            kept = [t for t in seat.info.tracks if t.sid != track_sid]
-            if len(kept) == len(seat.info.tracks):
+            gone = [t for t in seat.info.tracks if t.sid == track_sid]
+            if not gone:
                 raise NotFoundError(f"track {track_sid} not found")
+            self._track_webhook("track_unpublished", seat, gone[0])
+            kept = [t for t in seat.info.tracks if t.sid != track_sid]
             del seat.info.tracks[:]
             seat.info.tracks.extend(kept)
             self._close_track(track_sid)
@@ -492,6 +592,7 @@ class Room:
             seats = list(self._seats.values())
             for seat in seats:
                 await self._remove_seat(seat, reason, notify=True)
+            self._host.webhooks.notify("room_finished", self._room_info())
         for worker in self._workers_used | {self._host.name}:
             try:
                 await call_worker(worker, "close_room", self._info.name, task=f"{self.ref}.close")
@@ -534,6 +635,13 @@ class Room:
         room.num_participants = len(self._seats)
         return room
 
+    def _track_webhook(self, event: str, seat: Seat, track: models.TrackInfo) -> None:
+        """A track event, with the room and publisher named only (LiveKit's, without
+        room.enable_full_room_in_webhooks)."""
+        room = models.Room(sid=self._info.sid, name=self._info.name)
+        publisher = models.ParticipantInfo(sid=seat.info.sid, identity=seat.info.identity)
+        self._host.webhooks.notify(event, room, publisher, track)
+
     def _notify(self, seat: Seat, event: RoomEvent) -> None:
         seq = self._counters.sequencer.next(seat.info.sid)
         seat.handle.tell("room_event", seq, event)
@@ -562,3 +670,8 @@ class Room:
                 call_worker(worker, "update_directory", directory, task=f"{self.ref}.directory"),
                 f"{self.ref}: directory to {worker}",
             )
+
+
+def _newer(reports: dict[str, _Report[Any]], worker: str, seq: int) -> bool:
+    last = reports.get(worker)
+    return last is None or seq > last.seq

@@ -15,6 +15,16 @@ class RoomSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    """LiveKit's `webhook`: where room events are posted, signed with the key `api_key` (whose secret the
+    configuration fills in once the keys are known)."""
+
+    urls: tuple[str, ...] = ()
+    api_key: str = ""
+    api_secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
 class ParticipantLimits:
     """What one participant may send and hold: the `limit` section of the configuration.
 

@@ -27,6 +27,7 @@ from actors.errors import CandidateError, NotFoundError
 from actors.forwarder import TrackForwarder
 from actors.hosting import ActorRef, Host
 from actors.inbox import SequencedInbox
+from actors.media import audiolevel, quality
 from actors.media.data import DataPacketRefused, route
 from actors.media.hooks import restrict_host_addresses, restrict_host_ports, use_rfc_consent_freshness
 from actors.media.ice import parse_candidate_init, rtc_configuration
@@ -35,13 +36,14 @@ from actors.media.peer import PUBLISHER, SUBSCRIBER, ParticipantPeers
 from actors.media.plane import MediaPlane, PublisherAnswer, RelaySource
 from actors.media.ratelog import RateLimitedLog
 from actors.media.relay import Address
-from actors.metrics import RoomGauges
+from actors.metrics import RoomGauges, WorkerFigures, WorkerMetrics
 from actors.outbox import Batch, Outboxes
 from actors.participant import JoinParams, Participant
-from actors.placement import Candidate, actor_options
+from actors.placement import Candidate, actor_options, worker_node_label
 from actors.room import Room
-from actors.settings import MediaSettings, RoomSettings
+from actors.settings import MediaSettings, RoomSettings, WebhookSettings
 from actors.tasks import spawn
+from actors.webhooks import Webhooks
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +69,20 @@ class _Delivery:
 
 
 class MediaWorker(Host):
-    def __init__(self, name: str, settings: MediaSettings, relay_key: bytes | None = None) -> None:
-        """`relay_key`: the cluster's, from Ray, when None (a worker started without Ray must pass one)."""
+    def __init__(
+        self,
+        name: str,
+        settings: MediaSettings,
+        relay_key: bytes | None = None,
+        webhook: WebhookSettings | None = None,
+    ) -> None:
+        """`relay_key`: the cluster's, from Ray, when None (a worker started without Ray must pass one).
+        `webhook`: where the rooms hosted here post their events (none when None)."""
         logs.configure(settings.log_level)
         super().__init__(name)
         self._settings = settings
+        self.webhooks = Webhooks(webhook or WebhookSettings(), name)
+        self.metrics = WorkerMetrics(name, worker_node_label(name))
         self.limits = settings.limits  # what each hosted participant may send and hold
         self.outboxes = Outboxes()
         self._background: list[asyncio.Future[object]] = []
@@ -134,8 +145,15 @@ class MediaWorker(Host):
         participant = Participant(self, room, room_name, info, params)
         self.add(info.sid, participant)
         self.watch(room.host)
+        spawn(self._tell_when_connected(room, info), f"{participant!r}: waiting for a connection")
         self.outboxes.expect(params.gateway)  # a gateway that never polls for it is noticed as well
         return participant.ref
+
+    async def _tell_when_connected(self, room: ActorRef, info: models.ParticipantInfo) -> None:
+        """Tell the room when one of the participant's peer connections first connects."""
+        peers = self._peers.get(info.sid)
+        if peers is not None and await peers.wait_connected():
+            room.tell("participant_active", info.identity, info.sid)
 
     async def host_forwarder(self, room: str, info: models.TrackInfo, publisher: ActorRef) -> ActorRef:
         forwarder = TrackForwarder(self, room, info, publisher)
@@ -161,7 +179,10 @@ class MediaWorker(Host):
             self._background = [
                 spawn(self._watch_gateways(), f"{self.name}: watching gateways"),
                 spawn(self._report_rooms(), f"{self.name}: room gauges"),
+                spawn(self._count_media(), f"{self.name}: metrics"),
                 spawn(self._measure_load(), f"{self.name}: load"),
+                spawn(self._report_speakers(), f"{self.name}: speakers"),
+                spawn(self._report_quality(), f"{self.name}: connection quality"),
             ]
 
     async def _measure_load(self) -> None:
@@ -175,6 +196,50 @@ class MediaWorker(Host):
             self._cpu = (cpu - last_cpu) / elapsed
             self._packets_per_s = max(0.0, (packets - last_packets) / elapsed)  # tracks that ended
             last_wall, last_cpu, last_packets = wall, cpu, packets
+
+    async def _report_speakers(self) -> None:
+        """Every audiolevel.UPDATE_INTERVAL, each room's active speakers among the participants here, to the
+        room when they changed: a message per room whose speakers changed, none while nobody speaks."""
+        sent: dict[ActorRef, dict[str, float]] = {}
+        while True:
+            await asyncio.sleep(audiolevel.UPDATE_INTERVAL)
+            now = time.monotonic()
+            current: dict[ActorRef, dict[str, float]] = {}
+            for participant in self.hosted(Participant):
+                level = self._media.speaker_level(participant.microphone_tracks(), now)
+                speakers = current.setdefault(participant.room, {})
+                if level is not None:
+                    speakers[participant.sid] = audiolevel.quantize(level)
+            for room, speakers in current.items():
+                if sent.get(room, {}) != speakers:
+                    room.tell("report_speakers", self.name, time.monotonic_ns(), speakers)
+            sent = current
+
+    async def _report_quality(self) -> None:
+        """Every quality.UPDATE_INTERVAL, score the tracks here and send each room the quality of its
+        participants here when one is new or its quality changed."""
+        sent: dict[ActorRef, dict[str, int]] = {}
+        while True:
+            await asyncio.sleep(quality.UPDATE_INTERVAL)
+            lowest = self._media.score_tracks()
+            current: dict[ActorRef, dict[str, tuple[int, float]]] = {}
+            for participant in self.hosted(Participant):
+                rating = quality.rating(lowest.get(participant.sid))
+                current.setdefault(participant.room, {})[participant.sid] = rating
+            levels = {room: {sid: q for sid, (q, _) in ratings.items()} for room, ratings in current.items()}
+            for room, ratings in current.items():
+                if sent.get(room) != levels[room]:
+                    room.tell("report_quality", self.name, time.monotonic_ns(), ratings)
+            sent = levels
+
+    async def _count_media(self) -> None:
+        while True:
+            await asyncio.sleep(LOAD_INTERVAL)
+            self.metrics.update(len(self.hosted(Room)), self._peers, self._media)
+
+    async def figures(self) -> WorkerFigures:
+        """This worker's metrics, for its node's gateway (gateway/metrics.py)."""
+        return self.metrics.figures()
 
     async def _report_rooms(self) -> None:
         gauges = RoomGauges(self.name)
@@ -298,7 +363,25 @@ class MediaWorker(Host):
         await inbox.put(seq, _Delivery(room, packet, reliable, tuple(dest_sids)))
 
     async def stats(self) -> dict[str, int]:
-        return {"participants": len(self._peers), **self._counters}
+        return {"participants": len(self._peers), **self._counters, **self.webhooks.counters}
+
+    async def census(self) -> dict[str, int]:
+        """How many of each thing this worker holds: hosted actors, peer connections, media plane entries,
+        per-room and per-source state, asyncio tasks. A long run (bench soak) checks that all of them return
+        to an empty server's values once everyone has left."""
+        return {
+            "rooms": len(self.hosted(Room)),
+            "participants": len(self.hosted(Participant)),
+            "track_forwarders": len(self.hosted(TrackForwarder)),
+            "peers": len(self._peers),
+            "room_directories": len(self._rooms),
+            **self._media.census(),
+            "asyncio_tasks": len(asyncio.all_tasks()),
+        }
+
+    async def task_names(self) -> dict[str, int]:
+        """This worker's asyncio tasks by name (what a census' task count is made of)."""
+        return dict(Counter(getattr(t.get_coro(), "__qualname__", t.get_name()) for t in asyncio.all_tasks()))
 
     def _peer(self, sid: str) -> ParticipantPeers:
         peers = self._peers.get(sid)
@@ -367,7 +450,9 @@ class MediaWorker(Host):
         return True
 
 
-def create_media_worker(name: str, settings: MediaSettings, node_id: str | None = None) -> Any:
+def create_media_worker(
+    name: str, settings: MediaSettings, node_id: str | None = None, webhook: WebhookSettings | None = None
+) -> Any:
     """Start the named, detached MediaWorker actor, pinned to `node_id` when given; returns its handle."""
     options = actor_options(name, node_id, max_concurrency=MAX_CONCURRENCY)
-    return ray.remote(MediaWorker).options(**options).remote(name, settings)
+    return ray.remote(MediaWorker).options(**options).remote(name, settings, None, webhook)

@@ -1,9 +1,9 @@
 """python -m bench <scenario> [--json FILE] [--duration S] [--smoke] [--sizes N,...] [--log-dir DIR]
 
-Scenarios: join, audio-room, fanout, relay, fanout-joins, relay-nodes, all. Runs inside the private network
-namespace of scripts/netns-run (re-executing itself there when root and not inside yet): the SDKs and the
-light peers gather ICE candidates on 10.213.0.1; everything else stays on 127.0.0.1 (relay-nodes: on the
-cluster's private bridge).
+Scenarios: join, audio-room, fanout, relay, fanout-joins, relay-nodes, all; and soak [--minutes M] (not in
+all). Runs inside the private network namespace of scripts/netns-run (re-executing itself there when root
+and not inside yet): the SDKs and the light peers gather ICE candidates on 10.213.0.1; everything else stays
+on 127.0.0.1 (relay-nodes: on the cluster's private bridge).
 """
 
 import argparse
@@ -20,6 +20,7 @@ from bench import result as results
 from bench.relay_nodes import run_relay_nodes
 from bench.result import ScenarioError
 from bench.scenarios import SCENARIOS, Options
+from bench.soak import run_soak
 
 REPO = Path(__file__).resolve().parent.parent
 ORDER = ("join", "audio-room", "fanout", "relay", "fanout-joins", "relay-nodes")
@@ -43,7 +44,7 @@ def _reexec_in_netns() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    parser.add_argument("scenario", choices=(*ORDER, "all"))
+    parser.add_argument("scenario", choices=(*ORDER, "all", "soak"))
     parser.add_argument("--json", type=Path, help="write the result(s) here")
     parser.add_argument("--duration", type=float, default=20.0, help="measurement window, s (default 20)")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, no Janus: checks the harness only")
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         help="audio-room/fanout sizes instead of the defaults (e.g. 18,20: the largest room that fits)",
     )
     parser.add_argument("--log-dir", type=Path, help="server logs (default: a temp dir)")
+    parser.add_argument("--minutes", type=float, default=30.0, help="soak: minutes of churn (default 30)")
     args = parser.parse_args(argv)
     if argv is None:
         if not args.smoke and args.scenario in JANUS_SCENARIOS:
@@ -63,13 +65,18 @@ def main(argv: list[str] | None = None) -> int:
     duration = min(args.duration, 5.0) if args.smoke else args.duration
     opts = Options(duration=duration, log_dir=log_dir, smoke=args.smoke, sizes=args.sizes)
     names = ORDER if args.scenario == "all" else (args.scenario,)
+
+    def soak(o: Options) -> list[dict[str, Any]]:
+        return run_soak(o, args.minutes)
+
+    runners = {**SCENARIOS, "relay-nodes": run_relay_nodes, "soak": soak}
     out: list[dict[str, Any]] = []
     failed = 0
     started = time.monotonic()
     for name in names:
         print(f"== {name} (logs in {log_dir})", file=sys.stderr, flush=True)
         try:
-            produced = run_relay_nodes(opts) if name == "relay-nodes" else SCENARIOS[name](opts)
+            produced = runners[name](opts)
             out.extend(produced if isinstance(produced, list) else [produced])
         except ScenarioError as exc:
             failure = results.new_result(name)

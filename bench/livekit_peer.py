@@ -38,6 +38,7 @@ class LiveKitPeer:
         self.publisher: RTCPeerConnection | None = None
         self.counters: dict[str, StreamCounter] = {}
         self.senders: list[RtpSendLoop] = []
+        self.published: dict[str, RtpSendLoop] = {}  # track sid -> its sender, while published
         self.connect_ms: float | None = None
         self._joined = asyncio.Event()
         self._published: dict[str, asyncio.Future[models.TrackInfo]] = {}
@@ -112,20 +113,41 @@ class LiveKitPeer:
             loop = add_send_loop(
                 self.publisher, kind, f"stream-{self.identity}", cid, video=video, max_seconds=max_seconds
             )
-            offer = await self.publisher.createOffer()
-            await self.publisher.setLocalDescription(offer)
-            self._answer = asyncio.get_running_loop().create_future()
-            self._offer_id += 1
-            sdp = self.publisher.localDescription.sdp
-            await self._send(
-                rtc.SignalRequest(offer=rtc.SessionDescription(type="offer", sdp=sdp, id=self._offer_id))
-            )
-            async with asyncio.timeout(SIGNAL_TIMEOUT):
-                answer = await self._answer
-            await self.publisher.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+            await self._negotiate_publisher()
             self.senders.append(loop)
+            self.published[str(info.sid)] = loop
             loop.start()
             return str(info.sid)
+
+    async def unpublish(self, track_sid: str) -> None:
+        """Stop sending the track and renegotiate with its m-line inactive, as an SDK's unpublish does."""
+        async with self._pub_lock:
+            loop = self.published.pop(track_sid)
+            await loop.stop()
+            loop.transceiver.direction = "inactive"
+            assert self.publisher is not None
+            await self._negotiate_publisher()
+
+    async def mute(self, track_sid: str, muted: bool) -> None:
+        await self._send(rtc.SignalRequest(mute=rtc.MuteTrackRequest(sid=track_sid, muted=muted)))
+
+    async def subscribe(self, track_sids: list[str], subscribe: bool) -> None:
+        update = rtc.UpdateSubscription(track_sids=track_sids, subscribe=subscribe)
+        await self._send(rtc.SignalRequest(subscription=update))
+
+    async def _negotiate_publisher(self) -> None:
+        assert self.publisher is not None
+        offer = await self.publisher.createOffer()
+        await self.publisher.setLocalDescription(offer)
+        self._answer = asyncio.get_running_loop().create_future()
+        self._offer_id += 1
+        sdp = self.publisher.localDescription.sdp
+        await self._send(
+            rtc.SignalRequest(offer=rtc.SessionDescription(type="offer", sdp=sdp, id=self._offer_id))
+        )
+        async with asyncio.timeout(SIGNAL_TIMEOUT):
+            answer = await self._answer
+        await self.publisher.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
     # ----- signalling -----
 

@@ -164,6 +164,7 @@ class RtpSendLoop:
         video: rtp.VideoSource | None = None,
         max_seconds: float = 3600.0,
     ) -> None:
+        self.transceiver = transceiver
         self.sender = hooks.passthrough_sender(transceiver.sender)
         self.kind = kind
         self.audio_bytes = audio_bytes

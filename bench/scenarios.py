@@ -7,7 +7,6 @@ import logging
 import math
 import os
 import secrets
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -24,6 +23,7 @@ from bench.proc import CLOCK_TICKS, descendants, read_stats
 from bench.result import ScenarioError, new_result
 from bench.rtp_peer import StreamCounter, summary
 from bench.server import Server, running_raysfu
+from bench.workers import call_workers
 
 log = logging.getLogger(__name__)
 
@@ -578,30 +578,13 @@ def run_media(
     return result
 
 
-_STATS = """
-import json, ray
-ray.init(address="auto", namespace="raysfu", log_to_driver=False)
-names = sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-               if a["namespace"] == "raysfu" and a["name"].startswith("media:"))
-stats = {n: ray.get(ray.get_actor(n).media_stats.remote(), timeout=30) for n in names}
-print("MEDIA_STATS " + json.dumps(stats, default=repr))
-"""
-
-
 def _worker_summary(log_dir: Path) -> dict[str, Any]:
     """Per media worker: participants, tracks, and subscribers per track (from its media_stats())."""
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", _STATS], capture_output=True, text=True, timeout=90, check=False,
-            env={**os.environ, "RAY_AUTH_MODE": "disabled"},
-        )  # fmt: skip
-        lines = [x for x in done.stdout.splitlines() if x.startswith("MEDIA_STATS ")]
-        if not lines:
-            return {"error": done.stderr[-500:]}
-        raw: dict[str, Any] = json.loads(lines[-1].removeprefix("MEDIA_STATS "))
-        (log_dir / "media_stats.json").write_text(json.dumps(raw, indent=1))
-    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raw = call_workers("media_stats")
+    except ScenarioError as exc:
         return {"error": str(exc)}
+    (log_dir / "media_stats.json").write_text(json.dumps(raw, indent=1))
     return {
         name: {
             "participants": len(s.get("participants", ())),

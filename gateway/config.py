@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from actors.logs import LOG_LEVELS
-from actors.settings import MediaSettings, ParticipantLimits, RoomSettings
+from actors.settings import MediaSettings, ParticipantLimits, RoomSettings, WebhookSettings
 
 DEV_API_KEY = "devkey"
 DEV_API_SECRET = "secret"
@@ -60,14 +60,6 @@ LIVEKIT_ONLY = {
 
 class ConfigError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class WebhookSettings:
-    """LiveKit's `webhook`: where room events are posted, signed with the key `api_key`."""
-
-    urls: tuple[str, ...] = ()
-    api_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -355,6 +347,8 @@ def load(path: str | None, dev: bool, environ: dict[str, str] | None = None) -> 
         check_webhook_key(cfg)
     except ConfigError as exc:
         raise ConfigError(f"{where}{exc}") from None
+    if cfg.webhook.urls:
+        cfg = replace(cfg, webhook=replace(cfg.webhook, api_secret=cfg.api_keys[cfg.webhook.api_key]))
     if not cfg.api_keys:
         raise ConfigError("no API keys: use --dev, a config file with 'keys', or LIVEKIT_KEYS='key: secret'")
     return cfg

@@ -12,6 +12,7 @@ import ray
 import uvicorn
 import websockets.http11
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.http11 import Request
 
 from actors import logs, registry
 from actors.logs import LOG_LEVELS
@@ -21,7 +22,8 @@ from actors.worker import create_media_worker
 from gateway.app import create_app
 from gateway.auth import MAX_TOKEN
 from gateway.config import ServerConfig
-from gateway.signal import Sessions
+from gateway.metrics import serve_metrics
+from gateway.signal import ABORT, Sessions
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,13 @@ class SignallingProtocol(WebSocketsSansIOProtocol):
         if self.conn.handshake_exc is not None and not self.transport.is_closing():
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.transport.close()
+
+    def handle_connect(self, event: Request) -> None:
+        """... and the session can cut off a client that stopped reading (ABORT in the scope's extensions):
+        closing would wait for the client to read what is buffered, which it never does."""
+        super().handle_connect(event)
+        if getattr(self, "scope", None) is not None:
+            self.scope["extensions"][ABORT] = {"abort": self.transport.abort}
 
 
 def start_ray(config: ServerConfig) -> str:
@@ -68,7 +77,7 @@ def start_media_workers(config: ServerConfig) -> list[str]:
     node_id = ray.get_runtime_context().get_node_id()
     count = config.media.workers_per_node or os.cpu_count() or 1
     names = [media_actor(node_label(node_id), i) for i in range(count)]
-    handles = [create_media_worker(name, config.media, node_id) for name in names]
+    handles = [create_media_worker(name, config.media, node_id, config.webhook) for name in names]
     ray.get([h.ready.remote() for h in handles])
     ray.get(registry.registry().rooms.remote())  # the cluster's room registry, started by the first node
     return names
@@ -164,6 +173,15 @@ def serve(config: ServerConfig) -> int:
     dashboard = start_ray(config)
     workers = start_media_workers(config)
     log.info("media workers: %s", ", ".join(workers))
+    if config.prometheus_port:
+        try:
+            serve_metrics(config.prometheus_port, config.bind_addresses, workers)
+        except OSError as exc:
+            print(f"raysfu: cannot serve metrics on port {config.prometheus_port}: {exc}", file=sys.stderr)
+            stop_actors(workers, everything=not config.ray_address)
+            ray.shutdown()
+            return 1
+        log.info("Prometheus metrics on port %d", config.prometheus_port)
     sessions = Sessions(node_label(ray.get_runtime_context().get_node_id()))
     app = create_app(config, sessions)
     server = GatewayServer(

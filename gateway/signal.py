@@ -36,6 +36,7 @@ from gateway.retry import retry_while_closing
 
 log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
+ABORT = "raysfu.abort"  # the ASGI scope extension whose "abort" drops the connection (gateway.server)
 
 
 def join_params(claims: Claims, query: Any, sid: str = "", gateway: str = "", node: str = "") -> JoinParams:
@@ -86,6 +87,8 @@ class Session:
         self._label = label
         self._rate = limits.RateLimit(messages_per_second)
         self._outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._backlog = 0  # bytes in _outgoing
+        self._cut = False  # cut off for not reading: what is left for it is dropped
         self._send_lock = asyncio.Lock()
         self._seq = 0
         self._closing = False
@@ -94,6 +97,13 @@ class Session:
         return f"Session({self._label})"
 
     def deliver(self, data: bytes | None) -> None:
+        if self._cut:
+            return
+        if data is not None:
+            self._backlog += len(data)
+            if self._backlog > limits.MAX_SIGNAL_BACKLOG:
+                self._cut_off(f"{self._backlog} bytes of signalling wait for a client that is not reading")
+                return
         self._outgoing.put_nowait(data)
 
     def host_lost(self) -> None:
@@ -182,6 +192,7 @@ class Session:
     async def _pump(self) -> None:
         """The Participant's messages to the client, in order, until the session ends (a None)."""
         while (data := await self._outgoing.get()) is not None:
+            self._backlog -= len(data)
             await self._send(data)
         self._closing = True
         await self._close(1000)
@@ -189,9 +200,26 @@ class Session:
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
             try:
-                await self._ws.send_bytes(data)
+                async with asyncio.timeout(limits.SIGNAL_SEND_TIMEOUT):
+                    await self._ws.send_bytes(data)
+            except TimeoutError:
+                self._cut_off(f"the socket took no data for {limits.SIGNAL_SEND_TIMEOUT:g} s")
             except (RuntimeError, WebSocketDisconnect, OSError):
                 pass  # the client is gone; the reader notices
+
+    def _cut_off(self, why: str) -> None:
+        """A client that stopped reading: drop what waits for it and the connection itself (the reader then
+        ends the session as on any lost connection)."""
+        if self._cut:
+            return
+        self._cut = True
+        _ratelog.warning("slow", "%s: cut off: %s", self, why)
+        while not self._outgoing.empty():
+            self._outgoing.get_nowait()
+        self._backlog = 0
+        abort = self._ws.scope.get("extensions", {}).get(ABORT, {}).get("abort")
+        if abort is not None:
+            abort()
 
     async def _close(self, code: int) -> None:
         try:

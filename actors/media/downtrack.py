@@ -8,7 +8,7 @@ import logging
 import random
 import time
 
-from actors.media import hooks, rtp
+from actors.media import hooks, quality, rtp
 from actors.media.codecs import codec_key
 from actors.media.hooks import PassthroughSender
 from actors.media.ratelog import RateLimitedLog
@@ -53,6 +53,10 @@ def select_layer(
     return best or usable[0]
 
 
+def _first_parameters(up: UpTrack) -> dict[str, str | int]:
+    return up.params.codecs[0].parameters if up.params is not None and up.params.codecs else {}
+
+
 class DownTrack:
     def __init__(self, sub_sid: str, up: UpTrack, sender: PassthroughSender) -> None:
         self.sub_sid = sub_sid
@@ -80,6 +84,9 @@ class DownTrack:
         self._anchor_seq = 0
         self._last_in_seq: int | None = None
         self._reselect_at = 0.0
+        self.scorer = quality.Scorer(quality.loss_weight(up.mime_type, _first_parameters(up)))
+        self._scored_sent = 0  # packets_out at the last window
+        self._scored_report: object = None  # the receiver report the last window used
         sender.listener = self
 
     def __repr__(self) -> str:
@@ -115,6 +122,18 @@ class DownTrack:
             del self.up.downs[self.sub_sid]
         if self.sender.listener is self:
             self.sender.listener = None
+
+    def score(self) -> None:
+        """One connection quality window, from the subscriber's receiver reports (quality.UPDATE_INTERVAL)."""
+        sent = self.packets_out - self._scored_sent
+        self._scored_sent = self.packets_out
+        report = self.sender.last_report
+        if report is None or report is self._scored_report:  # no news from the subscriber: unchanged
+            return
+        self._scored_report = report
+        lost = report.packets_lost - self.sender.skipped  # less what never reached the forwarder
+        muted = self.up.muted or self.paused
+        self.scorer.update_totals(report.highest_sequence, lost, muted, expecting=sent > 0)
 
     # ----- sender listener -----
 
@@ -229,7 +248,11 @@ class DownTrack:
             return
         last_out = sender.last_seq
         if last_out is None or rtp.seq_newer(out_seq, last_out):
+            if last_out is not None:
+                sender.skipped += (out_seq - last_out - 1) & 0xFFFF
             sender.last_seq, sender.last_ts, sender.last_time = out_seq, out_ts, now
+        else:
+            sender.skipped -= 1  # a late packet (retransmitted upstream) fills a hole
         if self.up.digest_limit and len(self.digests_out) < self.up.digest_limit:
             start = len(out) - (len(raw) - header.header_length)
             self.digests_out.append(digest(memoryview(out)[start : start + payload_length]))

@@ -62,6 +62,8 @@ class ParticipantPeers:
         self._backlog: deque[bytes] = deque()
         self._answered = asyncio.Event()
         self._answered.set()
+        self._settled = asyncio.Event()  # a PC connected, or the peers closed
+        self.connected = False  # one of the PCs has connected (LiveKit's participant state ACTIVE)
 
     def __repr__(self) -> str:
         return f"peers:{self.room}/{self.identity}/{self.sid}"
@@ -186,6 +188,7 @@ class ParticipantPeers:
         if self.closed:
             return
         self.closed = True
+        self._settled.set()
         self._backlog.clear()
         self._pending = {PUBLISHER: [], SUBSCRIBER: []}
         for pc in list(self._pcs.values()):
@@ -193,6 +196,11 @@ class ParticipantPeers:
                 await pc.close()
             except Exception as exc:  # aiortc's teardown racing a transport that already failed
                 _ratelog.warning("close_failed", "%r: error closing a peer connection: %r", self, exc)
+
+    async def wait_connected(self) -> bool:
+        """Until one of the PCs connects (True) or the peers close first (False)."""
+        await self._settled.wait()
+        return self.connected
 
     def _check_open(self) -> None:
         if self.closed:
@@ -206,6 +214,9 @@ class ParticipantPeers:
         @pc.on("connectionstatechange")
         def on_state() -> None:
             log.info("%r: %s PC %s", self, name, pc.connectionState)
+            if pc.connectionState == "connected" and not self.closed:
+                self.connected = True
+                self._settled.set()
 
         self._pcs[target] = pc
         return pc

@@ -7,6 +7,7 @@ relayed copy of a track published on another worker (actors/media/relay.py).
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,14 +18,14 @@ from aiortc.rtcrtpsender import RTCRtpSender
 
 from actors import tasks
 from actors.errors import NotFoundError
-from actors.media import hooks
+from actors.media import hooks, quality
 from actors.media.codecs import codec_key
 from actors.media.downtrack import DownTrack
 from actors.media.peer import ParticipantPeers
 from actors.media.ratelog import RateLimitedLog
 from actors.media.relay import Address, RelayOut, RelaySocket, cluster_relay_key
 from actors.media.rtcp import REMB_CEILING, remb_target
-from actors.media.rtp import REPAIRED_RID_URI, RID_URI
+from actors.media.rtp import AUDIO_LEVEL_URI, REPAIRED_RID_URI, RID_URI
 from actors.media.sdp import OfferSection, accept_simulcast, offer_sections
 from actors.media.uptrack import CodecInfo, TrackParams, UpTrack
 from actors.tasks import spawn
@@ -76,6 +77,7 @@ class _Published:
     mid: str
     receiver: hooks.TapReceiver
     section: OfferSection
+    scorer: quality.Scorer
 
 
 class MediaPlane:
@@ -210,8 +212,12 @@ class MediaPlane:
             )
         )
         receiver.sink = up
+        extensions = up.params.extensions if up.params is not None else {}
+        if kind == "audio" and AUDIO_LEVEL_URI in extensions:
+            up.measure_audio_level(extensions[AUDIO_LEVEL_URI])
         self.ups[track_sid] = up
-        self.published[track_sid] = _Published(sid, section.mid, receiver, section)
+        scorer = quality.Scorer(quality.loss_weight(codecs[0].mimeType, codecs[0].parameters))
+        self.published[track_sid] = _Published(sid, section.mid, receiver, section, scorer)
         log.info("%s: %s bound to mid %s of %s (rids %s)", self.name, up, section.mid, sid, rids)
         return up
 
@@ -425,6 +431,39 @@ class MediaPlane:
                             "remb_ended", "%s: no REMB to %s, it ended: %r", self.name, track_sid, exc
                         )
 
+    # ----- speakers and connection quality -----
+
+    def speaker_level(self, track_sids: list[str], now: float) -> float | None:
+        """The speaking level of the loudest active one of these local audio tracks; None when none is."""
+        levels = []
+        for track_sid in track_sids:
+            up = self.ups.get(track_sid)
+            if up is not None and up.audio_level is not None and not up.muted:
+                level, active = up.audio_level.level(now)
+                if active:
+                    levels.append(level)
+        return max(levels, default=None)
+
+    def score_tracks(self) -> dict[str, float]:
+        """One connection quality window for every local published track and every subscription; returns
+        each participant's lowest score, of the tracks it publishes here and the subscriptions it has."""
+        lowest: dict[str, float] = {}
+        for track_sid, published in self.published.items():
+            up = self.ups.get(track_sid)
+            if up is not None:
+                receiver = published.receiver
+                expected, received = receiver.packet_counts()
+                report = receiver.last_sender_report()
+                stale = report is not None and time.time() - report > quality.UPDATE_INTERVAL
+                published.scorer.update_totals(expected, expected - received, up.muted, rtcp_stale=stale)
+                sid, score = published.publisher_sid, published.scorer.score
+                lowest[sid] = min(score, lowest.get(sid, score))
+        for (sub_sid, _), down in self.downs.items():
+            down.score()
+            score = down.scorer.score
+            lowest[sub_sid] = min(score, lowest.get(sub_sid, score))
+        return lowest
+
     async def close(self) -> None:
         if self._remb_task is not None:
             self._remb_task.cancel()
@@ -437,6 +476,19 @@ class MediaPlane:
         return sum(up.packets_in for up in self.ups.values()) + sum(
             d.packets_out for d in self.downs.values()
         )
+
+    def census(self) -> dict[str, int]:
+        """How many of each thing the media plane holds (bench soak: all back to 0 when everyone left)."""
+        return {
+            "up_tracks": len(self.ups),
+            "published_tracks": len(self.published),
+            "down_tracks": len(self.downs),
+            "subscriber_transceivers": sum(len(t) for t in self._sub_transceivers.values()),
+            "relay_out_targets": sum(
+                len(up.relay.stats()) for up in self.ups.values() if up.relay is not None
+            ),
+            "relay_in_tracks": self.relay.incoming_tracks,
+        }
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -188,6 +188,11 @@ KeyframeRequestSink = Callable[[str, str | None, Address], None]
 class RelaySocket(asyncio.DatagramProtocol):
     """The worker's relay endpoint: sends copies and keyframe requests, receives and dispatches both."""
 
+    @property
+    def incoming_tracks(self) -> int:
+        """Tracks this worker receives from other workers (relayed copies)."""
+        return len(self._incoming)
+
     def __init__(self, counters: Counter[str], on_keyframe_request: KeyframeRequestSink, key: bytes) -> None:
         self._sealer = Sealer(key)
         self._counters = counters

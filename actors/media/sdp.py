@@ -8,7 +8,9 @@ from actors.errors import SdpError
 
 
 def check_sdp(sdp: str) -> None:
-    """Raise SdpError unless `sdp` parses and every active m-line has ICE credentials and a fingerprint."""
+    """Raise SdpError unless `sdp` parses, every m-line has a mid of its own and the BUNDLE group names only
+    those (else aiortc leaves a section without a transport, and fails on it later), and every active m-line
+    has ICE credentials and a fingerprint."""
     if not sdp.startswith("v=0"):
         raise SdpError("not an SDP: it must start with v=0")
     try:
@@ -17,6 +19,13 @@ def check_sdp(sdp: str) -> None:
         raise SdpError(f"unparseable SDP: {type(e).__name__}: {e}") from None
     if not parsed.media:
         raise SdpError("SDP has no media sections")
+    mids = [media.rtp.muxId for media in parsed.media]
+    if not all(mids) or len(set(mids)) != len(mids):
+        raise SdpError(f"every m-line needs a mid of its own (a=mid), found {mids}")
+    for group in parsed.group:
+        missing = [mid for mid in group.items if mid not in mids]
+        if group.semantic == "BUNDLE" and missing:  # aiortc would bundle sections onto a missing transport
+            raise SdpError(f"the BUNDLE group names mids with no m-line: {missing}")
     for index, media in enumerate(parsed.media):
         if media.port == 0:
             continue  # rejected or bundle-only section

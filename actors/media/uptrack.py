@@ -4,14 +4,17 @@ An up track is fed either by a tap receiver (the publisher is on this worker) or
 copy from the publisher's worker). Both deliver decrypted, RTX-unwrapped raw RTP with its parsed header.
 """
 
+import contextlib
 import logging
 import time
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from actors.media import hooks, rtp
+from actors.media.audiolevel import AudioLevel
 from actors.media.codecs import keyframe_detector, vp8_resolution
 from actors.media.ratelog import RateLimitedLog
 from actors.media.rtcp import KEYFRAME_INTERVAL, RateLimiter
@@ -24,6 +27,10 @@ log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)
 
 LAYER_ACTIVE = 1.0  # seconds since a layer's last packet for it to count as active
+# Forwarding latency, sampled: for one packet in LATENCY_SAMPLE_EVERY, the seconds from its arrival at the up
+# track to its last copy sent. The worker's metrics drain them (actors.metrics); the oldest go when full.
+LATENCY_SAMPLE_EVERY = 32
+forwarding_latencies: deque[float] = deque(maxlen=4096)
 
 
 @dataclass(frozen=True)
@@ -109,6 +116,9 @@ class UpTrack:
         # check the bytes pass through unchanged (media.payload_digests); 0 keeps them off the hot path.
         self.digest_limit = 0
         self.digests_in: list[int] = []
+        # The speaking level, for a local audio track whose publisher sends the audio-level extension.
+        self.audio_level: AudioLevel | None = None
+        self._audio_level_id = 0
         self._request_upstream = request_upstream
         self._limiter = RateLimiter(KEYFRAME_INTERVAL)
         self._is_keyframe = keyframe_detector(mime_type)
@@ -127,6 +137,11 @@ class UpTrack:
             self._clock_rate = params.codecs[0].clock_rate
             self.mime_type = params.codecs[0].mime_type
             self._is_keyframe = keyframe_detector(self.mime_type)
+
+    def measure_audio_level(self, extension_id: int) -> None:
+        """Keep the track's speaking level from the audio-level header extension numbered `extension_id`."""
+        self._audio_level_id = extension_id
+        self.audio_level = AudioLevel(self._clock_rate)
 
     def deliver(
         self,
@@ -162,6 +177,14 @@ class UpTrack:
             self.digests_in.append(digest(payload))
         if self.relay is not None:
             self.relay.send(raw, rid)
+        meter = self.audio_level
+        if meter is not None and header.ext_profile is not None:
+            if extensions is None:
+                with contextlib.suppress(rtp.RtpError):  # unreadable: the forwarding below drops it
+                    extensions = rtp.read_extensions(raw, header)
+            level = extensions.get(self._audio_level_id) if extensions else None
+            if level:
+                meter.observe(level[0] & 0x7F, header.timestamp, now)
         if not self.downs:
             return
         if extensions is None and header.ext_profile is not None:
@@ -178,6 +201,8 @@ class UpTrack:
             except Exception as e:  # a bug in one subscriber's path must not starve the others
                 self.forward_errors += 1
                 _ratelog.warning("forward", "%r: forwarding to %s failed: %r", self, down.sub_sid, e)
+        if not self.packets_in % LATENCY_SAMPLE_EVERY:
+            forwarding_latencies.append(time.monotonic() - now)
 
     async def request_keyframe(self, rid: str | None = None) -> None:
         """Ask the publisher for a keyframe of layer `rid`, at most once per KEYFRAME_INTERVAL per layer."""

@@ -57,5 +57,7 @@ async def test_a_room_on_other_nodes_survives_the_head_and_a_new_head_takes_over
     after = time.monotonic()
     tone_gap = receiver.audio("carol").max_tone_gap(before, after)
     video_gap = receiver.video("carol").max_gap(before, after)
-    assert tone_gap < 1.0 and video_gap < 1.0, (tone_gap, video_gap, revived - down, receiver.report())
+    video = receiver.video("carol")
+    where = {"head down": video.max_gap(before, revived), "head back": video.max_gap(revived, after)}
+    assert tone_gap < 1.0 and video_gap < 1.0, (tone_gap, video_gap, revived - down, where, receiver.report())
     assert bob.connection_state == rtc.ConnectionState.CONN_CONNECTED

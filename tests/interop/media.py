@@ -316,8 +316,10 @@ class PatternPublisher:
         simulcast: bool = False,
         max_bitrate: int = 2_500_000,  # of the top layer; only with max_framerate (both or neither)
         max_framerate: float | None = None,
+        amplitude: int = TONE_AMPLITUDE,  # of the tone; 0 publishes silence
     ) -> None:
         self.room = room
+        self.amplitude = amplitude
         self.width, self.height, self.fps, self.colour_every = width, height, fps, colour_every
         self.simulcast = simulcast
         # None: max_framerate = fps. 0: leave it unset, i.e. the SDK's preset (which caps 320x240 at 20 fps).
@@ -391,7 +393,9 @@ class PatternPublisher:
         t0 = time.monotonic()
         while True:
             frame = rtc.AudioFrame.create(SAMPLE_RATE, 1, AUDIO_FRAME_SAMPLES)
-            np.frombuffer(frame.data, np.int16)[:] = tone(self.audio_samples_sent, AUDIO_FRAME_SAMPLES)
+            np.frombuffer(frame.data, np.int16)[:] = tone(
+                self.audio_samples_sent, AUDIO_FRAME_SAMPLES, amplitude=self.amplitude
+            )
             await source.capture_frame(frame)
             self.audio_samples_sent += AUDIO_FRAME_SAMPLES
             ahead = t0 + self.audio_samples_sent / SAMPLE_RATE - time.monotonic()

@@ -232,3 +232,49 @@ async def test_client_gone_before_its_join_is_answered_leaves_no_session(
     await wait_for(lambda: left.search(server.log_path.read_text(errors="replace")), 15, "the session to end")
     listed = await api.room.list_participants(lkapi.ListParticipantsRequest(room=room_name))
     assert [p.identity for p in listed.participants] == []
+
+
+async def test_a_client_that_stops_reading_is_cut_off(
+    http: aiohttp.ClientSession,
+    server: Server,
+    token: MintToken,
+    connect: Connect,
+    api: lkapi.LiveKitAPI,
+    room_name: str,
+) -> None:
+    """A client that stops reading its WebSocket is cut off once what waits for it passes a bound
+    (limits.MAX_SIGNAL_BACKLOG), not buffered for ever; the others notice only that it left."""
+    bystander = await connect("bystander", room_name)
+    slow = await raw_join(http, server, token("slow", room_name))  # and never reads again
+    chatty = await raw_join(http, server, token("chatty", room_name, can_update_own_metadata=True))
+
+    async def drain() -> None:
+        while (await chatty.ws.receive()).type == aiohttp.WSMsgType.BINARY:
+            pass
+
+    async def identities() -> set[str]:
+        listed = await api.room.list_participants(lkapi.ListParticipantsRequest(room=room_name))
+        return {p.identity for p in listed.participants}
+
+    reader = asyncio.get_running_loop().create_task(drain())
+    try:
+        assert await identities() == {"bystander", "slow", "chatty"}
+        # Each update (400 kB of metadata) goes to everyone: ~24 MB for the one that does not read, more
+        # than the kernel's and the transport's buffers hold.
+        for i in range(60):
+            update = rtc.UpdateParticipantMetadata(metadata=f"{i:02d}" + "x" * 400_000, request_id=i + 1)
+            await chatty.send(rtc.SignalRequest(update_metadata=update))
+            await asyncio.sleep(0.05)
+        for _ in range(60):
+            if "slow" not in await identities():
+                break
+            await asyncio.sleep(0.5)
+        assert await identities() == {"bystander", "chatty"}
+        assert re.search(r"slow .*cut off: \d+ bytes of signalling wait", server.log_path.read_text())
+        await wait_for(
+            lambda: bystander.remote_participants["chatty"].metadata.startswith("59"), 30, "the last update"
+        )
+        assert bystander.isconnected()
+    finally:
+        reader.cancel()
+        await slow.ws.close()

@@ -5,11 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from actors.settings import MediaSettings, ParticipantLimits, RoomSettings
+from actors.settings import MediaSettings, ParticipantLimits, RoomSettings, WebhookSettings
 from gateway.config import (
     ConfigError,
     ServerConfig,
-    WebhookSettings,
     dev_config,
     from_mapping,
     load,
@@ -93,7 +92,9 @@ def test_load_reads_every_key_of_the_yaml_file(tmp_path: Path) -> None:
         port=7900,
         prometheus_port=6789,
         webhook=WebhookSettings(
-            urls=("https://hooks.example.org/livekit", "http://10.0.0.9:8080/hook"), api_key="prodkey"
+            urls=("https://hooks.example.org/livekit", "http://10.0.0.9:8080/hook"),
+            api_key="prodkey",
+            api_secret="prodsecret",  # the key's, which signs the webhooks
         ),
         room=RoomSettings(empty_timeout=60, departure_timeout=5, max_participants=50),
         media=MediaSettings(
@@ -250,7 +251,9 @@ def test_a_missing_file_is_a_config_error(tmp_path: Path) -> None:
 def test_the_webhook_key_may_come_from_the_environment(tmp_path: Path) -> None:
     path = write(tmp_path, "webhook:\n  api_key: envkey\n  urls: [http://127.0.0.1:9/]\n")
     cfg = load(path, dev=False, environ={"LIVEKIT_KEYS": "envkey: envsecret"})
-    assert cfg.webhook == WebhookSettings(urls=("http://127.0.0.1:9/",), api_key="envkey")
+    assert cfg.webhook == WebhookSettings(
+        urls=("http://127.0.0.1:9/",), api_key="envkey", api_secret="envsecret"
+    )
 
 
 def test_zero_and_empty_mean_unset_as_for_livekit(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 loudly."""
 
 import asyncio
+import gc
 import inspect
 import os
 import socket
@@ -103,6 +104,7 @@ def test_stream_statistics_take_our_parsed_header() -> None:
         raw = struct.pack("!BBHII", 0x80, 96, seq, 3000 * seq, 0x1234) + b"x"
         stats.add(rtp.parse_header(raw))  # type: ignore[arg-type]
     assert stats.packets_received == 3 and stats.max_seq == 13 and stats.packets_lost == 1
+    assert stats.packets_expected == 4  # read by TapReceiver.packet_counts
 
 
 async def test_swapped_objects_have_the_fields_the_hooks_use() -> None:
@@ -121,6 +123,7 @@ async def test_swapped_objects_have_the_fields_the_hooks_use() -> None:
         "rtcp_ssrc",
         "nack_generator",
         "rtcp_task",
+        "lsr_time",
     ):
         assert hasattr(receiver, f"_RTCRtpReceiver__{name}"), name
     sender = hooks.passthrough_sender(transceiver.sender)
@@ -179,3 +182,28 @@ def test_egress_refuses_when_ice_has_no_pair_but_dtls_still_says_connected() -> 
     for _ in range(2):
         with pytest.raises(ConnectionError):
             egress.send(dtls, b"\x80" * 20)  # type: ignore[arg-type]
+
+
+async def test_a_connect_step_after_the_ice_transport_closed_is_not_an_error() -> None:
+    """aiortc's connect task raised InvalidStateError, logged by asyncio as an ERROR, when the connection's
+    ICE transport closed before the task ran (found by tests/interop/test_fuzz.py): now an INFO line."""
+    hooks.install()
+    errors: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        offerer.addTransceiver("audio")
+        await offerer.setLocalDescription(await offerer.createOffer())
+        await answerer.setRemoteDescription(offerer.localDescription)
+        await answerer.setLocalDescription(await answerer.createAnswer())  # schedules the connect step
+        (transceiver,) = answerer.getTransceivers()
+        await transceiver.receiver.transport.transport.stop()  # before the step runs
+        await asyncio.sleep(0.2)
+        gc.collect()  # "Task exception was never retrieved" is reported when the task is collected
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+        await offerer.close()
+        await answerer.close()
+    assert [e for e in errors if "InvalidStateError" in repr(e.get("exception"))] == []

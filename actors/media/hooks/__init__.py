@@ -12,8 +12,10 @@ ordinary aiortc peers in the same process, e.g. test clients, keep decoding and 
   gives a packet of a known SSRC to its tap receiver without aiortc's `RtpPacket.parse`.
 - TapReceiver (RTCRtpReceiver): `receive()` starts no decoder thread; `_tap_rtp` keeps RR statistics
   (`StreamStatistics.add` reads only the sequence number and timestamp, so it takes our parsed header),
-  unwraps RTX, NACKs per SSRC, learns ssrc -> rid, and hands raw bytes to its sink. Uses the name-mangled
-  `_RTCRtpReceiver__started/__codecs/__rtx_ssrc/__rtcp_task/__remote_streams/__rtcp_ssrc/__nack_generator`,
+  unwraps RTX, NACKs per SSRC, learns ssrc -> rid, and hands raw bytes to its sink; its StreamStatistics'
+  `packets_expected` and `packets_received` give the connection quality score its loss. Uses the name-mangled
+  `_RTCRtpReceiver__started/__codecs/__rtx_ssrc/__rtcp_task/__remote_streams/__rtcp_ssrc/__nack_generator/
+  __lsr_time`,
   `_run_rtcp`, `_send_rtcp`, `_send_rtcp_pli`, `_send_rtcp_nack`, `_enabled`,
   `transport._register_rtp_receiver`.
 - PassthroughSender (RTCRtpSender): no encoder; `send_now` sends rewritten bytes through its Egress: what
@@ -22,10 +24,12 @@ ordinary aiortc peers in the same process, e.g. test clients, keep decoding and 
   transport's `_connection._nominated` pair's `protocol.transport`, that asyncio transport's `_sock`, and
   `remote_addr`), and keeps `_RTCRtpSender__ntp_timestamp/__rtp_timestamp/__packet_count/__octet_count`
   true for its sender reports; `_run_rtp` replaced (sets `_RTCRtpSender__rtp_started/__rtp_exited`);
-  `_handle_rtcp_packet` serves NACKs from its own history (RTX with `_rtx_ssrc`) and passes PLI/FIR and
-  REMB to its listener. Uses `_ssrc`, `_stream_id`, `_track_id`.
+  `_handle_rtcp_packet` serves NACKs from its own history (RTX with `_rtx_ssrc`), passes PLI/FIR and
+  REMB to its listener and keeps the subscriber's last receiver report (RtcpReceiverInfo). Uses `_ssrc`,
+  `_stream_id`, `_track_id`.
 Also: `RTCRtpTransceiver._codecs/_headerExtensions` (negotiated parameters, rid extension patch),
-`RTCPeerConnection._RTCPeerConnection__connect` (starts senders added by a renegotiation),
+`RTCPeerConnection._RTCPeerConnection__connect` (starts senders added by a renegotiation; wrapped
+process-wide by install() so that a connection closed meanwhile is not an error),
 `RTCPeerConnection._RTCPeerConnection__sctp._bundled` (fix_sctp_bundle),
 `aiortc.rtp.DYNAMIC_PAYLOAD_TYPES` and `aiortc.codecs.CODECS` (install()), `aioice.ice.Connection.
 data_received` and its `_queue` (bounded, and short-cut to the tap transport, by install()),

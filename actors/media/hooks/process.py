@@ -13,6 +13,7 @@ from aiortc.rtcrtpparameters import (
 
 from actors.media.codecs import DYNAMIC_PAYLOAD_TYPES, EXTRA_VIDEO_CODECS
 from actors.media.hooks.aioice import bounded_data_received, demuxed_datagram_received
+from actors.media.hooks.rtcpeerconnection import tolerate_connect_after_close
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,8 @@ _installed = False
 
 
 def install() -> None:
-    """Process-wide patches (idempotent): PTs 35-63, VP9/AV1/H264 codec entries, bounded ICE queues."""
+    """Process-wide patches (idempotent): PTs 35-63, VP9/AV1/H264 codec entries, bounded ICE queues, a
+    connect step that tolerates a connection closed meanwhile."""
     global _installed
     if _installed:
         return
@@ -58,3 +60,4 @@ def install() -> None:
     aioice.ice.Connection.data_received = bounded_data_received  # type: ignore[method-assign]
     aioice.ice.Connection.sfu_tap = None  # type: ignore[attr-defined]  # set per object by tap_transport
     aioice.ice.StunProtocol.datagram_received = demuxed_datagram_received  # type: ignore[method-assign,assignment]
+    tolerate_connect_after_close()

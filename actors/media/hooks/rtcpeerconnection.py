@@ -5,6 +5,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
+from aiortc.exceptions import InvalidStateError
 from aiortc.rtcrtpparameters import (
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
@@ -47,3 +48,30 @@ def fix_sctp_bundle(pc: RTCPeerConnection) -> None:
         return
     if any(t.receiver.transport is sctp.transport for t in pc.getTransceivers()):
         sctp._bundled = True
+
+
+_CONNECT = "_RTCPeerConnection__connect"
+
+
+def tolerate_connect_after_close() -> None:
+    """aiortc runs its connect step as a task nobody awaits; when the connection fails or closes meanwhile
+    (a client that leaves, or whose ICE never connects), the step raises InvalidStateError ("RTCIceTransport
+    is closed") and asyncio logs it as an ERROR with a traceback. That is a teardown race, not a fault:
+    log it at INFO. Any other error still propagates. Process-wide, idempotent (install())."""
+    original: Callable[[RTCPeerConnection], Awaitable[None]] = getattr(RTCPeerConnection, _CONNECT)
+    if getattr(original, "tolerant", False):
+        return
+
+    async def connect(pc: RTCPeerConnection) -> None:
+        try:
+            await original(pc)
+        except InvalidStateError as exc:
+            ice_states = {
+                t.receiver.transport.transport.state for t in pc.getTransceivers() if t.receiver.transport
+            }
+            if not ice_states & {"closed", "failed"} and pc.connectionState not in ("closed", "failed"):
+                raise
+            log.info("connect step ended: the connection closed meanwhile (%s)", exc)
+
+    connect.tolerant = True  # type: ignore[attr-defined]
+    setattr(RTCPeerConnection, _CONNECT, connect)

@@ -37,6 +37,7 @@ class TapReceiver(RTCRtpReceiver):
     _RTCRtpReceiver__nack_generator: object | None
     _RTCRtpReceiver__rtx_ssrc: dict[int, int]
     _RTCRtpReceiver__rtcp_ssrc: int | None
+    _RTCRtpReceiver__lsr_time: dict[int, float]
     sink: RtpSink | None
     rid_ssrc: dict[str, int]
     ssrc_rid: dict[int, str]
@@ -191,10 +192,31 @@ class TapReceiver(RTCRtpReceiver):
             RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(bitrate, ssrcs))
         )
 
+    def packet_counts(self) -> tuple[int, int]:
+        """(expected, received) media packets so far, by sequence numbers; a packet repaired by RTX counts
+        as received."""
+        rtx = set(self._RTCRtpReceiver__rtx_ssrc) | set(self._rtx_rid)
+        expected, received = 0, self.counters["rtx_in"]
+        for ssrc, stats in self._RTCRtpReceiver__remote_streams.items():
+            if ssrc not in rtx:
+                expected += stats.packets_expected
+                received += stats.packets_received
+        return expected, received
+
+    def last_sender_report(self) -> float | None:
+        """When (time.time()) the publisher's last sender report arrived; None before the first."""
+        return max(self._RTCRtpReceiver__lsr_time.values(), default=None)
+
     def media_ssrcs(self) -> list[int]:
         """SSRCs of media (not RTX) seen so far."""
         rtx = set(self._RTCRtpReceiver__rtx_ssrc) | set(self._rtx_rid)
         return [s for s in self._RTCRtpReceiver__remote_streams if s not in rtx]
+
+    def packets_lost(self) -> int:
+        """Media packets missing from the sequence so far (before NACK repairs them: a retransmission
+        arrives on the RTX stream)."""
+        streams: dict[int, StreamStatistics] = self._RTCRtpReceiver__remote_streams
+        return sum(max(0, streams[s].packets_lost) for s in self.media_ssrcs())
 
 
 def tap_receiver(receiver: RTCRtpReceiver) -> TapReceiver:

@@ -22,7 +22,10 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSrPacket,
     unpack_remb_fci,
 )
 from pylibsrtp._binding import ffi as srtp_ffi
@@ -64,6 +67,10 @@ class PassthroughSender(RTCRtpSender):
         self.last_ts: int | None = None
         self.last_time = 0.0
         self.remb_bps: int | None = None
+        # The subscriber's last receiver report on this SSRC, and the sequence numbers this sender skipped
+        # so far (packets lost before they reached the forwarder): for the connection quality score.
+        self.last_report: RtcpReceiverInfo | None = None
+        self.skipped = 0
         self.counters: Counter[str] = Counter()
         self._egress = Egress()
 
@@ -128,6 +135,10 @@ class PassthroughSender(RTCRtpSender):
             if self._ssrc in ssrcs:
                 self.remb_bps = bitrate  # read by the worker's REMB policy
         else:
+            if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+                for report in packet.reports:
+                    if report.ssrc == self._ssrc:
+                        self.last_report = report
             await super()._handle_rtcp_packet(packet)  # receiver reports: RTT and remote stats
 
     async def _resend(self, seq: int) -> None:
