@@ -3,6 +3,9 @@ the track's packets.
 
 It owns who subscribes, the track's mute state, and which MediaWorkers need a copy: the publisher's worker
 forwards to its local subscribers itself and relays one copy to every other worker that has subscribers.
+It also applies the publisher's subscription permission (LiveKit's SubscriptionPermission): a subscription
+that is not allowed stays wanted but gets no media, and its subscriber is told (SubscriptionPermissionUpdate);
+a permission taken away unsubscribes, one given back subscribes again.
 The RTP itself never passes through this actor. The Room numbers its commands (messages from another
 process arrive out of order).
 """
@@ -32,6 +35,9 @@ class Subscribe:
     sub_sid: str
     participant: ActorRef
     worker: str
+    identity: str
+    exempt: bool = False  # a recorder: the publisher's subscription permission does not apply (as in LiveKit)
+    hidden: bool = False  # a hidden subscriber does not count as the track's first subscription
 
 
 @dataclass(frozen=True)
@@ -46,28 +52,33 @@ class SetMuted:
 
 
 @dataclass(frozen=True)
+class SetAllowed:
+    """Who the publisher allows to subscribe to this track: identities, or None for everyone."""
+
+    identities: frozenset[str] | None
+
+
+@dataclass(frozen=True)
 class Close:
     pass
 
 
-Command = Subscribe | Unsubscribe | SetMuted | Close
-
-
-@dataclass
-class _Subscriber:
-    participant: ActorRef
-    worker: str
+Command = Subscribe | Unsubscribe | SetMuted | SetAllowed | Close
 
 
 class TrackForwarder:
-    def __init__(self, host: MediaWorker, room: str, info: models.TrackInfo, publisher_sid: str) -> None:
+    def __init__(self, host: MediaWorker, room: str, info: models.TrackInfo, publisher: ActorRef) -> None:
         self._host = host
         self._room = room
         self._info = info
-        self._publisher_sid = publisher_sid
+        self._publisher = publisher  # its Participant, on this host
+        self._publisher_sid = publisher.address
         self._publisher_worker = host.name
         self.ref = ActorRef(host.name, info.sid, track_label(room, info.sid))
-        self._subscribers: dict[str, _Subscriber] = {}
+        self._subscribers: dict[str, Subscribe] = {}
+        self._allowed: frozenset[str] | None = None  # None: everyone may subscribe
+        self._denied: dict[str, Subscribe] = {}  # wanted, not allowed; each subscriber was told so
+        self._ever_subscribed = False
         self._relays: set[str] = set()  # receiving workers that get one copy from the publisher's worker
         self._closed = False
         self._commands: SequencedInbox[Command] = SequencedInbox(self._apply, f"{self}:commands")
@@ -85,6 +96,7 @@ class TrackForwarder:
             "publisher": self._publisher_sid,
             "publisher_worker": self._publisher_worker,
             "subscribers": {sid: s.worker for sid, s in self._subscribers.items()},
+            "denied": sorted(self._denied),
             "relays": sorted(self._relays),
         }
 
@@ -101,11 +113,40 @@ class TrackForwarder:
             for worker in self._relays:  # their copies restart on a keyframe when unmuted
                 await _quietly(self._worker(worker, "set_track_muted", self._info.sid, command.muted))
             log.info("%s: %s", self, "muted" if command.muted else "unmuted")
+        elif isinstance(command, SetAllowed):
+            await self._set_allowed(command.identities)
         else:
             await self._close()
 
+    def _is_allowed(self, sub: Subscribe) -> bool:
+        return self._allowed is None or sub.exempt or sub.identity in self._allowed
+
+    async def _set_allowed(self, identities: frozenset[str] | None) -> None:
+        """The publisher changed its subscription permission: revoke and restore subscriptions to match."""
+        self._allowed = identities
+        for sub in [s for s in self._subscribers.values() if not self._is_allowed(s)]:
+            log.info("%s: %s may no longer subscribe", self, sub.sub_sid)
+            await self._unsubscribe(sub.sub_sid, notify=True)
+            self._deny(sub)
+        for sub in [s for s in self._denied.values() if self._is_allowed(s)]:
+            del self._denied[sub.sub_sid]
+            self._tell_permission(sub, True)
+            await self._subscribe(sub)
+
+    def _deny(self, sub: Subscribe) -> None:
+        if sub.sub_sid not in self._denied:
+            self._denied[sub.sub_sid] = sub
+            self._tell_permission(sub, False)
+
+    def _tell_permission(self, sub: Subscribe, allowed: bool) -> None:
+        sub.participant.tell("subscription_permission_changed", self._publisher_sid, self._info.sid, allowed)
+
     async def _subscribe(self, command: Subscribe) -> None:
         if command.sub_sid in self._subscribers:
+            return
+        if not self._is_allowed(command):
+            log.info("%s: %s is not allowed to subscribe", self, command.sub_sid)
+            self._deny(command)
             return
         if command.worker != self._publisher_worker and command.worker not in self._relays:
             try:
@@ -119,12 +160,16 @@ class TrackForwarder:
                     unwrap(exc),
                 )
                 return
-        self._subscribers[command.sub_sid] = _Subscriber(command.participant, command.worker)
+        self._subscribers[command.sub_sid] = command
         log.info("%s: %s subscribes on %s", self, command.sub_sid, command.worker)
         try:
-            await command.participant.call("subscribe_track", self._info, self._publisher_sid)
+            added = await command.participant.call("subscribe_track", self._info, self._publisher_sid)
         except ActorGone:
             await self._unsubscribe(command.sub_sid, notify=False)
+            return
+        if added and not command.hidden and not self._ever_subscribed:
+            self._ever_subscribed = True  # LiveKit tells the publisher once, at the first subscription
+            self._publisher.tell("track_subscribed", self._info.sid)
 
     async def _start_relay(self, worker: str) -> None:
         """Have the publisher's worker send one copy of the track to `worker`."""
@@ -146,6 +191,7 @@ class TrackForwarder:
         log.info("%s: relaying to %s", self, worker)
 
     async def _unsubscribe(self, sub_sid: str, notify: bool) -> None:
+        self._denied.pop(sub_sid, None)
         sub = self._subscribers.pop(sub_sid, None)
         if sub is None:
             return

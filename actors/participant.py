@@ -12,14 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from livekit.protocol import models, rtc
 
 from actors import ids, protocol
 from actors.errors import (
     ActorGone,
-    InvalidRequestError,
+    CandidateError,
     LimitExceededError,
     NotFoundError,
     PermissionDeniedError,
@@ -47,6 +47,7 @@ class JoinParams:
     attributes: dict[str, str] = field(default_factory=dict)
     permission: models.ParticipantPermission = field(default_factory=models.ParticipantPermission)
     kind: int = 0  # models.ParticipantInfo.Kind
+    protocol: int = 0  # the signalling protocol version the client speaks (`protocol` in its URL)
     client_protocol: int = 0
     auto_subscribe: bool = True
     sdk: str = ""
@@ -165,9 +166,7 @@ class Participant:
             elif kind == "answer":
                 await self._host.subscriber_answer(self._info.sid, req.answer.sdp)
             elif kind == "trickle":
-                await self._host.add_ice_candidate(
-                    self._info.sid, req.trickle.target, req.trickle.candidateInit
-                )
+                await self._on_trickle(req.trickle)
             elif kind == "add_track":
                 self._on_add_track(req.add_track)
             elif kind == "mute":
@@ -178,10 +177,20 @@ class Participant:
                 await self._on_track_setting(req.track_setting)
             elif kind == "update_metadata":
                 await self._update_metadata(req.update_metadata)
+            elif kind == "subscription_permission":
+                await self._room.call(
+                    "update_subscription_permission", self._info.identity, req.subscription_permission
+                )
             elif kind == "leave":
                 await self.close(models.DisconnectReason.CLIENT_INITIATED, False)
-            elif kind in ("subscription_permission", "sync_state", "update_layers", "update_audio_track"):
-                pass  # accepted; raysfu has no per-subscriber permissions, resume or layer hints yet
+            elif kind == "update_audio_track":
+                update_audio = req.update_audio_track
+                self._check_own_track(update_audio.track_sid, update_audio_track=update_audio)
+            elif kind == "update_video_track":
+                update_video = req.update_video_track
+                self._check_own_track(update_video.track_sid, update_video_track=update_video)
+            elif kind in ("sync_state", "update_layers"):
+                pass  # accepted; raysfu has no resume or layer hints yet
             else:
                 self._refuse(
                     kind or "empty", rtc.RequestResponse.UNSUPPORTED_TYPE, f"unsupported request {kind}"
@@ -194,25 +203,30 @@ class Participant:
     def _on_add_track(self, req: rtc.AddTrackRequest) -> None:
         """Announce a track the client is about to publish; it is bound to an m-line by the next offer."""
         permission = self._info.permission
+        refusal = rtc.RequestResponse.NOT_ALLOWED
         reason = ""
         if not permission.can_publish:
             reason = "this participant may not publish"
         elif permission.can_publish_sources and req.source not in permission.can_publish_sources:
             reason = f"this participant may not publish {models.TrackSource.Name(req.source).lower()}"
+        elif req.type not in (models.TrackType.AUDIO, models.TrackType.VIDEO):
+            refusal, reason = (
+                rtc.RequestResponse.UNSUPPORTED_TYPE,
+                "only audio and video tracks are published",
+            )
+        elif req.sid and req.sid not in self._published:  # another codec of a published track (LiveKit)
+            refusal, reason = rtc.RequestResponse.NOT_FOUND, f"track {req.sid} not found"
         elif req.cid in self._pending or req.cid in self._published_cids.values():
             reason = f"track {req.cid} is already published"
         limit = self._host.limits.max_published_tracks
-        over = bool(limit) and len(self._pending) + len(self._published) >= limit
-        if over:  # LiveKit's answer to too many pending tracks
-            reason = f"too many tracks, rejecting new track, limit: {limit}"
+        if limit and len(self._pending) + len(self._published) >= limit:  # LiveKit's too many pending tracks
+            refusal, reason = (
+                rtc.RequestResponse.LIMIT_EXCEEDED,
+                f"too many tracks, rejecting new track, limit: {limit}",
+            )
         if reason:
             self._log_once("add_track", "refused track %s: %s", req.cid, reason)
-            response = rtc.RequestResponse(
-                reason=rtc.RequestResponse.LIMIT_EXCEEDED if over else rtc.RequestResponse.NOT_ALLOWED,
-                message=reason,
-                add_track=req,
-            )
-            self._send(rtc.SignalResponse(request_response=response))
+            self._answer(rtc.RequestResponse(reason=refusal, message=reason, add_track=req))
             return
         info = models.TrackInfo(
             sid=ids.track_sid(),
@@ -251,9 +265,38 @@ class Participant:
                 await self._room.call("track_unpublished", self._info.identity, track_sid)
 
     async def _on_mute(self, req: rtc.MuteTrackRequest) -> None:
-        if req.sid not in self._published:
-            raise InvalidRequestError(f"track {req.sid} is not published by this participant")
-        await self._room.call("mute_published_track", self._info.identity, req.sid, req.muted)
+        pending = self._pending_track(req.sid)
+        if pending is not None:
+            pending.muted = req.muted  # announced as muted (or not) when it is bound
+        elif req.sid in self._published:
+            await self._room.call("mute_published_track", self._info.identity, req.sid, req.muted)
+        else:
+            self._not_found(req.sid, mute=req)
+
+    def _check_own_track(self, track_sid: str, **request: Any) -> None:
+        """A publisher's change to a track's audio features or video size: accepted for its own tracks
+        (raysfu does not use them yet), NOT_FOUND for any other, as in LiveKit."""
+        if track_sid not in self._published and self._pending_track(track_sid) is None:
+            self._not_found(track_sid, **request)
+
+    def _pending_track(self, track_sid: str) -> models.TrackInfo | None:
+        return next((info for info in self._pending.values() if info.sid == track_sid), None)
+
+    def _not_found(self, track_sid: str, **request: Any) -> None:
+        """LiveKit's answer to a request about a track this participant does not publish."""
+        self._log_once("track_not_found", "no track %s", track_sid)
+        message = f"track {track_sid} is not published by this participant"
+        self._answer(rtc.RequestResponse(reason=rtc.RequestResponse.NOT_FOUND, message=message, **request))
+
+    async def _on_trickle(self, req: rtc.TrickleRequest) -> None:
+        try:
+            await self._host.add_ice_candidate(self._info.sid, req.target, req.candidateInit)
+        except CandidateError as exc:  # LiveKit's answer to a candidate it cannot decode
+            self._log_once("trickle", "refused candidate: %s", unwrap(exc))
+            response = rtc.RequestResponse(
+                reason=rtc.RequestResponse.UNCLASSIFIED_ERROR, message=str(unwrap(exc)), trickle=req
+            )
+            self._answer(response)
 
     # ----- subscribing ---------------------------------------------------------------------------------
 
@@ -269,21 +312,22 @@ class Participant:
                     self._info.sid, track_sid, req.disabled, int(req.quality), req.width, req.height
                 )
 
-    async def subscribe_track(self, info: models.TrackInfo, publisher_sid: str) -> None:
-        """From the track's forwarder: start receiving it (a new subscriber offer follows)."""
+    async def subscribe_track(self, info: models.TrackInfo, publisher_sid: str) -> bool:
+        """From the track's forwarder: start receiving it (a new subscriber offer follows). False when it
+        was not added now (the session ended, or it waits for a free slot of the subscription limit)."""
         started = asyncio.ensure_future(self._started.wait())
         closed = asyncio.ensure_future(self._closed.wait())
         await asyncio.wait((started, closed), return_when=asyncio.FIRST_COMPLETED)
         started.cancel()
         closed.cancel()
         if self._closed_reason is not None or info.sid in self._subscribed or info.sid in self._waiting:
-            return
+            return False
         if self._at_subscription_limit(info.type):
             self._waiting[info.sid] = (info, publisher_sid)
             self._log_once(
                 f"subscription_limit:{info.type}", "subscription limit reached; %s waits", info.sid
             )
-            return
+            return False
         self._subscribed[info.sid] = info.type  # before the await: counted by the next limit check
         new_publisher = not self._concerns(publisher_sid)
         self._publishers[info.sid] = publisher_sid
@@ -296,6 +340,22 @@ class Participant:
         self._negotiate()
         if new_publisher:
             self._announce_publisher(publisher_sid)
+        return True
+
+    async def subscription_permission_changed(
+        self, publisher_sid: str, track_sid: str, allowed: bool
+    ) -> None:
+        """From a track's forwarder: this participant may (again) or may no longer subscribe to it."""
+        update = rtc.SubscriptionPermissionUpdate(
+            participant_sid=publisher_sid, track_sid=track_sid, allowed=allowed
+        )
+        self._send(rtc.SignalResponse(subscription_permission_update=update))
+
+    async def track_subscribed(self, track_sid: str) -> None:
+        """From the forwarder of a track this participant publishes: somebody subscribed to it, the first
+        time (LiveKit's TrackSubscribed, which the SDKs report as the local track being subscribed)."""
+        if self._decodes_newer_messages:
+            self._send(rtc.SignalResponse(track_subscribed=rtc.TrackSubscribed(track_sid=track_sid)))
 
     async def unsubscribe_track(self, track_sid: str) -> None:
         if self._waiting.pop(track_sid, None) is not None:
@@ -361,11 +421,24 @@ class Participant:
             response.reason = rtc.RequestResponse.LIMIT_EXCEEDED
             response.message = str(unwrap(exc))
             self._log_once("update_metadata_limit", "refused update: %s", response.message)
-        self._send(rtc.SignalResponse(request_response=response))
+        self._answer(response)
 
     def _refuse(self, kind: str, reason: rtc.RequestResponse.Reason, message: str) -> None:
         self._log_once(kind, "refused %s: %s", kind, message)
-        self._send(rtc.SignalResponse(request_response=rtc.RequestResponse(reason=reason, message=message)))
+        self._answer(rtc.RequestResponse(reason=reason, message=message))
+
+    def _answer(self, response: rtc.RequestResponse) -> None:
+        """Send a RequestResponse as LiveKit does: an OK only to clients of protocol 15 and later (older
+        ones take silence for success), none to those that cannot decode it."""
+        if self._decodes_newer_messages and (
+            response.reason != rtc.RequestResponse.OK or self._params.protocol > 14
+        ):
+            self._send(rtc.SignalResponse(request_response=response))
+
+    @property
+    def _decodes_newer_messages(self) -> bool:
+        """Rust SDKs before protocol 10 fail on RequestResponse and TrackSubscribed (LiveKit's clientinfo)."""
+        return self._params.sdk != "rust" or self._params.protocol >= 10
 
     def _log_once(self, key: str, fmt: str, *args: object) -> None:
         """A refusal this client caused: a warning, once per cause (`key`, a fixed name) in an interval."""

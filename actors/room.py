@@ -20,13 +20,14 @@ from actors import ids, limits, placement, protocol
 from actors.directory import Directory, Member
 from actors.errors import (
     ActorGone,
+    InvalidRequestError,
     LimitExceededError,
     NotFoundError,
     PermissionDeniedError,
     RoomClosedError,
 )
 from actors.events import ParticipantsChanged, QualityChanged, RoomChanged, RoomEvent, SpeakersChanged
-from actors.forwarder import Close, Command, SetMuted, Subscribe, Unsubscribe
+from actors.forwarder import Close, Command, SetAllowed, SetMuted, Subscribe, Unsubscribe
 from actors.hosting import ActorRef, call_worker, tell_many
 from actors.inbox import Sequencer
 from actors.naming import participant_label, room_label, track_label
@@ -50,6 +51,8 @@ class Seat:
     auto_subscribe: bool = True
     joining_since: float = field(default_factory=time.monotonic)  # when the Room took the join
     active: bool = False  # one of its peer connections has connected (LiveKit's ACTIVE)
+    # Its subscription permission as a publisher, by subscriber identity; None: everyone may subscribe.
+    track_permissions: dict[str, rtc.TrackPermission] | None = None
 
     @property
     def hidden(self) -> bool:
@@ -58,6 +61,28 @@ class Seat:
     @property
     def can_subscribe(self) -> bool:
         return bool(self.info.permission.can_subscribe)
+
+    def subscription(self) -> Subscribe:
+        """The command that subscribes this participant to a track."""
+        permission = self.info.permission
+        return Subscribe(
+            self.info.sid,
+            self.handle,
+            self.worker,
+            self.info.identity,
+            exempt=bool(permission.recorder),
+            hidden=bool(permission.hidden),
+        )
+
+    def allowed_subscribers(self, track_sid: str) -> frozenset[str] | None:
+        """Who may subscribe to this participant's track (None: everyone)."""
+        if self.track_permissions is None:
+            return None
+        return frozenset(
+            identity
+            for identity, p in self.track_permissions.items()
+            if p.all_tracks or track_sid in p.track_sids
+        )
 
 
 @dataclass(frozen=True)
@@ -193,7 +218,7 @@ class Room:
             self._brief(seat)
             if seat.auto_subscribe and seat.can_subscribe:
                 for track_sid in self._tracks:
-                    self._command(track_sid, Subscribe(sid, handle, worker))
+                    self._command(track_sid, seat.subscription())
             log.info("%s: %s joined as %s on %s", self._info.name, params.identity, sid, worker)
             return Joined(handle, protocol.join_response(self._room_info(), info, others, worker))
 
@@ -428,15 +453,19 @@ class Room:
                 "host_forwarder",
                 self._info.name,
                 info,
-                seat.info.sid,
+                seat.handle,
                 task=f"{track_label(self._info.name, info.sid)}.open",
             )
             self._tracks[info.sid] = Track(publisher=identity, forwarder=forwarder)
             self._track_webhook("track_published", seat, info)
+            if info.muted:  # announced muted (AddTrackRequest, or a mute while it was pending)
+                self._command(info.sid, SetMuted(True))
+            if seat.track_permissions is not None:  # before any subscription
+                self._command(info.sid, SetAllowed(seat.allowed_subscribers(info.sid)))
             self._announce(seat)
             for other in self._seats.values():
                 if other is not seat and other.auto_subscribe and other.can_subscribe:
-                    self._command(info.sid, Subscribe(other.info.sid, other.handle, other.worker))
+                    self._command(info.sid, other.subscription())
             log.info("%s: %s published %s (%s)", self._info.name, identity, info.sid, info.mime_type)
 
     async def track_unpublished(self, identity: str, track_sid: str) -> None:
@@ -488,11 +517,39 @@ class Room:
                 if self._tracks[track_sid].publisher == identity:
                     continue  # nobody subscribes to their own track
                 command: Command = (
-                    Subscribe(seat.info.sid, seat.handle, seat.worker)
-                    if subscribe
-                    else Unsubscribe(seat.info.sid, notify=True)
+                    seat.subscription() if subscribe else Unsubscribe(seat.info.sid, notify=True)
                 )
                 self._command(track_sid, command)
+
+    async def update_subscription_permission(
+        self, identity: str, permission: rtc.SubscriptionPermission
+    ) -> None:
+        """A publisher's SubscriptionPermission, which replaces the one before: who may subscribe to which
+        of its tracks (unlisted: nobody). The forwarders apply it to the subscriptions they have."""
+        async with self._lock:
+            seat = self._seat(identity)
+            seat.track_permissions = self._track_permissions(permission)
+            for track in seat.info.tracks:
+                if track.sid in self._tracks:
+                    self._command(track.sid, SetAllowed(seat.allowed_subscribers(track.sid)))
+
+    def _track_permissions(
+        self, permission: rtc.SubscriptionPermission
+    ) -> dict[str, rtc.TrackPermission] | None:
+        """A SubscriptionPermission by subscriber identity (a subscriber named by its sid must be here)."""
+        if permission.all_participants:
+            return None
+        identities = {s.info.sid: identity for identity, s in self._seats.items()}
+        parsed: dict[str, rtc.TrackPermission] = {}
+        for entry in permission.track_permissions:
+            if not entry.participant_identity and not entry.participant_sid:
+                raise InvalidRequestError("a track permission needs a participant identity or sid")
+            identity = entry.participant_identity or identities.get(entry.participant_sid)
+            if identity is None:
+                log.warning("%s: track permission for unknown participant %s", self, entry.participant_sid)
+                continue
+            parsed[identity] = entry
+        return parsed
 
     def _command(self, track_sid: str, command: Command) -> asyncio.Future[Any]:
         """Send the track's forwarder its next command; await the result to know it was applied (a command

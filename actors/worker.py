@@ -155,8 +155,8 @@ class MediaWorker(Host):
         if peers is not None and await peers.wait_connected():
             room.tell("participant_active", info.identity, info.sid)
 
-    async def host_forwarder(self, room: str, info: models.TrackInfo, publisher_sid: str) -> ActorRef:
-        forwarder = TrackForwarder(self, room, info, publisher_sid)
+    async def host_forwarder(self, room: str, info: models.TrackInfo, publisher: ActorRef) -> ActorRef:
+        forwarder = TrackForwarder(self, room, info, publisher)
         self.add(info.sid, forwarder)
         return forwarder.ref
 
@@ -323,7 +323,11 @@ class MediaWorker(Host):
         await self._media.set_subscription_settings(sub_sid, track_sid, disabled, quality, width, height)
 
     async def media_stats(self) -> dict[str, Any]:
-        return {**self._media.stats(), "participants": sorted(self._peers)}
+        return {
+            **self._media.stats(),
+            "participants": sorted(self._peers),
+            "subscriber_m_lines": {sid: p.subscriber_media_sections() for sid, p in self._peers.items()},
+        }
 
     async def add_ice_candidate(self, sid: str, target: int, candidate_init: str) -> None:
         peers = self._peer(sid)

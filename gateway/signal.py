@@ -47,13 +47,22 @@ def join_params(claims: Claims, query: Any, sid: str = "", gateway: str = "", no
         attributes=dict(claims.attributes),
         permission=participant_permission(claims.video),
         kind=protocol.participant_kind(claims.kind),
-        client_protocol=int(query.get("client_protocol", "0") or 0),
+        protocol=_version(query.get("protocol")),
+        client_protocol=_version(query.get("client_protocol")),
         auto_subscribe=query.get("auto_subscribe", "1") not in ("0", "false"),
         sdk=str(query.get("sdk", "")),
         sid=sid,
         gateway=gateway,
         node=node,
     )
+
+
+def _version(value: str | None) -> int:
+    """A protocol version from the URL; what is not a number counts as 0 (LiveKit ignores it too)."""
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
 
 
 async def seat(config: ServerConfig, room: str, params: JoinParams) -> Joined:

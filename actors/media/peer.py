@@ -73,6 +73,14 @@ class ParticipantPeers:
         self._check_open()
         return self._pcs.get(SUBSCRIBER) or self._new_subscriber()
 
+    def subscriber_media_sections(self) -> int:
+        """The audio and video m-lines of the last subscriber offer (0 before the first)."""
+        pc = self._pcs.get(SUBSCRIBER)
+        if pc is None or pc.localDescription is None:
+            return 0
+        lines: list[str] = pc.localDescription.sdp.splitlines()
+        return sum(line.startswith(("m=audio", "m=video")) for line in lines)
+
     async def subscriber_offer(self) -> str:
         """The next subscriber offer, one negotiation at a time (the SDKs fail on overlapping ones):
         wait for the previous answer, and for a renegotiation wait until the PC is connected."""

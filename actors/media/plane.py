@@ -62,6 +62,16 @@ class RelaySource:
 
 
 @dataclass
+class _FreedMLine:
+    """A subscriber m-line that an unsubscription left idle (inactive), for the next subscription to reuse
+    (as LiveKit reuses transceivers), so that the subscriber's SDP does not grow."""
+
+    transceiver: RTCRtpTransceiver
+    codec: str | None  # the codec it was negotiated for (its codec preferences)
+    carried: set[str]  # the tracks it carried
+
+
+@dataclass
 class _Published:
     publisher_sid: str
     mid: str
@@ -88,6 +98,8 @@ class MediaPlane:
         self.published: dict[str, _Published] = {}  # local up tracks only
         self.downs: dict[tuple[str, str], DownTrack] = {}  # (subscriber sid, track sid)
         self._sub_transceivers: dict[str, dict[str, RTCRtpTransceiver]] = {}
+        self._freed: dict[str, list[_FreedMLine]] = {}  # subscriber sid -> its idle m-lines
+        self._carried: dict[RTCRtpTransceiver, set[str]] = {}  # the tracks each subscriber m-line carried
         self._remb_task: asyncio.Task[None] | None = None
         self.counters: Counter[str] = Counter()
         key = relay_key if relay_key is not None else cluster_relay_key()
@@ -308,14 +320,16 @@ class MediaPlane:
             raise NotFoundError(f"track {track_sid} is not on {self.name}")
         pc = self._peer(sub_sid).subscriber_pc()
         used = self._sub_transceivers.setdefault(sub_sid, {})
-        # Always a fresh m-line: the SDK names a remote track by its receiver's track id, which libwebrtc
-        # fixes when the m-line is created, so an m-line reused for another track would feed the wrong
-        # publication, and one turned back to sendonly for the same track is not reported again.
-        transceiver = pc.addTransceiver(up.kind, direction="sendonly")
-        hooks.fix_sctp_bundle(pc)
-        preferences = self._codec_preferences(up)
-        if preferences:
-            transceiver.setCodecPreferences(preferences)
+        transceiver = self._reusable(sub_sid, up, track_sid)
+        if transceiver is not None:
+            transceiver.direction = "sendonly"  # its sender keeps its SSRC, seq and timestamps run on
+        else:
+            transceiver = pc.addTransceiver(up.kind, direction="sendonly")
+            hooks.fix_sctp_bundle(pc)
+            preferences = self._codec_preferences(up)
+            if preferences:
+                transceiver.setCodecPreferences(preferences)
+        self._carried.setdefault(transceiver, set()).add(track_sid)
         sender = hooks.passthrough_sender(transceiver.sender)
         hooks.label_sender(sender, f"{publisher_sid}|{track_sid}", track_sid)
         down = DownTrack(sub_sid, up, sender)
@@ -324,13 +338,33 @@ class MediaPlane:
         used[track_sid] = transceiver
         return down
 
+    def _reusable(self, sub_sid: str, up: UpTrack, track_sid: str) -> RTCRtpTransceiver | None:
+        """An idle m-line of this subscriber for the track: of its kind and codec, negotiated idle (the SDKs
+        report a track when its m-line turns from inactive to receiving), and one that never carried this
+        track: the Python SDK (livekit 1.2.1, on /rtc) reports a track for an m-line and stream id (which
+        names the track) only once per session, so an m-line that carried the track would not deliver it
+        again. A resubscription to the same track therefore takes another m-line."""
+        freed = self._freed.get(sub_sid, [])
+        codec = _codec_of(up)
+        for i, line in enumerate(freed):
+            t = line.transceiver
+            if (
+                t.kind == up.kind
+                and line.codec == codec
+                and track_sid not in line.carried
+                and t.currentDirection == "inactive"
+                and not t.stopped
+            ):
+                del freed[i]
+                return t
+        return None
+
     @staticmethod
     def _codec_preferences(up: UpTrack) -> list[Any]:
         """Only the publisher's codec (+ RTX): the subscriber must not pick one we cannot forward."""
-        if up.params is None or not up.params.codecs:
+        want = _codec_of(up)
+        if want is None:
             return []
-        first = up.params.codecs[0]
-        want = codec_key(first.mime_type, first.parameters)
         capabilities = RTCRtpSender.getCapabilities(up.kind).codecs
         chosen = [c for c in capabilities if codec_key(c.mimeType, c.parameters) == want][:1]
         if not chosen:
@@ -343,10 +377,12 @@ class MediaPlane:
             down.close()
         transceiver = self._sub_transceivers.get(sub_sid, {}).pop(track_sid, None)
         if transceiver is not None and not transceiver.stopped:
-            transceiver.direction = "inactive"  # the m-line goes inactive at the next offer and stays idle
-            # The idle m-line must stop naming the track: a resubscription gets a new m-line, and two m-lines
-            # naming one track make the SDK abort.
+            transceiver.direction = "inactive"  # the m-line goes inactive at the next offer
+            # The idle m-line must stop naming the track: two m-lines naming one track make the SDK abort.
             hooks.label_sender(transceiver.sender, "-", f"idle-{transceiver.mid}")
+            codec = _codec_of(down.up) if down is not None else None
+            line = _FreedMLine(transceiver, codec, self._carried.get(transceiver, set()))
+            self._freed.setdefault(sub_sid, []).append(line)
 
     async def set_subscription_settings(
         self, sub_sid: str, track_sid: str, disabled: bool, quality: int, width: int, height: int
@@ -364,7 +400,10 @@ class MediaPlane:
         for sub_sid, track_sid in list(self.downs):
             if sub_sid == sid:
                 await self.unsubscribe(sub_sid, track_sid)
-        self._sub_transceivers.pop(sid, None)
+        for transceiver in self._sub_transceivers.pop(sid, {}).values():
+            self._carried.pop(transceiver, None)
+        for line in self._freed.pop(sid, []):
+            self._carried.pop(line.transceiver, None)
 
     # ----- REMB policy -----
 
@@ -457,3 +496,11 @@ class MediaPlane:
             "drops": dict(hooks.counters) | dict(tasks.errors),
             "relay": dict(self.counters),
         }
+
+
+def _codec_of(up: UpTrack) -> str | None:
+    """The codec the subscriber m-lines of this track are negotiated for (their codec preferences)."""
+    if up.params is None or not up.params.codecs:
+        return None
+    first = up.params.codecs[0]
+    return codec_key(first.mime_type, first.parameters)

@@ -650,7 +650,8 @@ async def inbound_rtp(room: rtc.Room) -> list[dict[str, Any]]:
 #
 # The shape of MediaWorker.media_stats() these helpers read (actors/media/plane.py, uptrack.py, downtrack.py):
 # {
-#   "participants": ["PA_...", ...],     # ASSUMED (not there yet): the sids this worker hosts
+#   "participants": ["PA_...", ...],     # the sids this worker hosts
+#   "subscriber_m_lines": {"PA_...": int},  # audio and video m-lines of each one's last subscriber offer
 #   "tracks": {
 #     "TR_...": {                         # an up track: fed by its publisher here, or by the relay
 #       "kind": "audio" | "video", "publisher": "PA_...", "muted": bool,
@@ -757,6 +758,12 @@ def egress_packets(stats: dict[str, dict[str, Any]], track_sid: str, subscriber_
         track = _tracks(worker).get(track_sid, {})
         total += int(_subscribers(track).get(subscriber_sid, {}).get("packets_out", 0))
     return total
+
+
+def subscriber_m_lines(stats: dict[str, dict[str, Any]], participant_sid: str) -> int:
+    """The audio and video m-lines of the participant's last subscriber offer."""
+    worker = worker_of(stats, participant_sid)
+    return int(stats[worker]["subscriber_m_lines"][participant_sid])
 
 
 def relay_packets(stats: dict[str, dict[str, Any]], worker: str, track_sid: str, to_worker: str) -> int:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 from livekit import api as lkapi
-from livekit.protocol import rtc
+from livekit.protocol import models, rtc
 
 from tests.interop.sdk import Connect, Events, MintToken, Server, wait_for
 
@@ -164,6 +164,30 @@ async def test_update_beyond_permission_is_refused(
     )
     refusal = await raw.refusal()
     assert (refusal.request_id, refusal.reason) == (3, rtc.RequestResponse.NOT_ALLOWED)
+    await raw.ping()
+
+
+async def test_requests_about_tracks_it_does_not_publish_are_answered(
+    http: aiohttp.ClientSession, server: Server, token: MintToken, room_name: str
+) -> None:
+    """LiveKit's answers: NOT_FOUND (with the request) to a mute or a track update for a track the client
+    does not publish, UNSUPPORTED_TYPE to a track that is neither audio nor video."""
+    raw = await raw_join(http, server, token("raw", room_name))
+    mute = rtc.MuteTrackRequest(sid="TR_unknown", muted=True)
+    await raw.send(rtc.SignalRequest(mute=mute))
+    refusal = await raw.refusal()
+    assert (refusal.reason, refusal.mute) == (rtc.RequestResponse.NOT_FOUND, mute)
+    video = rtc.UpdateLocalVideoTrack(track_sid="TR_unknown", width=640, height=360)
+    await raw.send(rtc.SignalRequest(update_video_track=video))
+    refusal = await raw.refusal()
+    assert (refusal.reason, refusal.update_video_track) == (rtc.RequestResponse.NOT_FOUND, video)
+    audio = rtc.UpdateLocalAudioTrack(track_sid="TR_unknown")
+    await raw.send(rtc.SignalRequest(update_audio_track=audio))
+    assert (await raw.refusal()).reason == rtc.RequestResponse.NOT_FOUND
+    data = rtc.AddTrackRequest(cid="d", name="d", type=models.TrackType.DATA)
+    await raw.send(rtc.SignalRequest(add_track=data))
+    refusal = await raw.refusal()
+    assert (refusal.reason, refusal.add_track.cid) == (rtc.RequestResponse.UNSUPPORTED_TYPE, "d")
     await raw.ping()
 
 

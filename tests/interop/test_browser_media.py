@@ -4,6 +4,7 @@ The browser publishes Chromium's fake camera and beeping microphone (?publish=1)
 the test pattern (tests/interop/media.py). Each side decodes the other's media.
 """
 
+import asyncio
 from urllib.parse import urlencode
 
 import pytest
@@ -80,3 +81,35 @@ async def test_browser_decodes_python_video(
         "20 decoded frames of alice's video",
     )
     assert (state["width"], state["height"]) == (pub.width, pub.height), state
+
+
+async def test_browser_decodes_a_republished_video_on_its_reused_m_line(
+    page: Page,
+    page_url: str,
+    server: Server,
+    token: MintToken,
+    connect: Connect,
+    media: MediaSession,
+    room_name: str,
+) -> None:
+    """The browser's subscriber m-line freed by alice's unpublished video carries her next one."""
+    await open_room(page, page_url, server, token("browser", room_name), publish=False)
+    alice = await connect("alice", room_name)
+    for round in range(3):
+        pub = await media.publish(alice, audio=False)
+        assert pub.video_publication is not None
+        sid = pub.video_publication.sid
+        await browser_condition(
+            page,
+            f"(() => {{ const v = window.__video['{sid}']; return v && v.framesDecoded >= 10 && v; }})()",
+            f"round {round}: 10 decoded frames of alice's video",
+        )
+        await pub.stop()
+        await alice.local_participant.unpublish_track(sid)
+        await browser_event(page, f"e => e.ev === 'trackUnsubscribed' && e.sid === '{sid}'")
+        await asyncio.sleep(2.0)  # the renegotiation that idles the browser's m-line
+    sections = await page.evaluate(
+        "window.__room.engine.pcManager.subscriber.pc.localDescription.sdp.split('\\n')"
+        ".filter(l => l.startsWith('m=video')).length"
+    )
+    assert sections == 1

@@ -33,6 +33,7 @@ from tests.interop.media import (
     media_stats,
     payload_mismatch,
     relay_packets,
+    subscriber_m_lines,
     track_stats,
     worker_of,
 )
@@ -221,6 +222,38 @@ async def test_unsubscribe_stops_media_and_resubscribe_resumes_it(
     await rx.wait_tone(10.0, identity="alice", since=resumed)
 
 
+async def test_republished_tracks_reuse_the_subscribers_freed_m_lines(
+    connect: Connect, media: MediaSession, room_name: str
+) -> None:
+    """An m-line freed by an unsubscription carries the next subscription of its kind (as LiveKit reuses
+    transceivers), so a subscriber's SDP does not grow: alice unpublishes and publishes again five times,
+    and bob ends with one audio and one video m-line, and her media."""
+    alice = await connect("alice", room_name)
+    bob = await connect("bob", room_name)
+    rx = media.receive(bob)
+    events = Events(bob, "track_unpublished")
+    for round in range(5):
+        pub = await media.publish(alice)
+        video_sid, audio_sid = published(pub)
+
+        def receiving(v: str = video_sid, a: str = audio_sid) -> bool:
+            video, audio = rx.videos.get(v), rx.audios.get(a)
+            return (
+                video is not None and video.frames() >= 5 and audio is not None and audio.tone_windows() >= 3
+            )
+
+        await wait_for(receiving, FIRST_MEDIA, f"round {round}: alice's media; {rx.report()}")
+        if round == 4:
+            break
+        await pub.stop()
+        for sid in (video_sid, audio_sid):
+            await alice.local_participant.unpublish_track(sid)
+            await events.wait("track_unpublished", lambda pb, p, sid=sid: pb.sid == sid)
+        await asyncio.sleep(QUIET)  # bob's renegotiation that idles the m-lines
+    stats = await media_stats(DASHBOARD_PORT)
+    assert subscriber_m_lines(stats, bob.local_participant.sid) == 2
+
+
 async def test_unpublish_is_seen_and_the_other_track_keeps_flowing(
     connect: Connect, media: MediaSession, room_name: str
 ) -> None:
@@ -241,6 +274,29 @@ async def test_unpublish_is_seen_and_the_other_track_keeps_flowing(
     after = time.monotonic()
     await rx.wait_tone(10.0, identity="alice", since=after)
     assert [args[0].sid for args in events.args("track_unpublished")] == [video_sid]
+
+
+async def test_publisher_hears_of_a_tracks_first_subscription(
+    connect: Connect, media: MediaSession, room_name: str
+) -> None:
+    """LiveKit's TrackSubscribed, the SDK's `local_track_subscribed`: once per track, at its first
+    subscription by a participant that is not hidden."""
+    alice = await connect("alice", room_name)
+    events = Events(alice, "local_track_subscribed")
+    pub = await media.publish(alice, video=False)
+    assert pub.audio_publication is not None
+    audio_sid = pub.audio_publication.sid
+    recorder = await connect("recorder", room_name, hidden=True)
+    await media.receive(recorder).wait_tone(FIRST_MEDIA, identity="alice")
+    assert events.args("local_track_subscribed") == []
+
+    bob = await connect("bob", room_name)
+    (track,) = await events.wait("local_track_subscribed", timeout=FIRST_MEDIA)
+    assert track.sid == audio_sid
+    carol = await connect("carol", room_name)
+    await media.receive(carol).wait_tone(FIRST_MEDIA, identity="alice")
+    await media.receive(bob).wait_tone(FIRST_MEDIA, identity="alice")
+    assert len(events.args("local_track_subscribed")) == 1
 
 
 async def test_auto_subscribe_off_receives_only_what_it_asks_for(

@@ -1,9 +1,13 @@
 """Joining, presence, metadata and leaving, with the real `livekit` SDK against a running raysfu."""
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import pytest
 from livekit import api as lkapi
 from livekit import rtc
+from livekit.rtc._ffi_client import FfiClient
+from livekit.rtc._proto import ffi_pb2
 from ray.util.state import list_actors, list_tasks
 
 from tests.interop.sdk import Connect, Events, Server, wait_for
@@ -75,20 +79,79 @@ async def test_metadata_name_attributes_reach_others(connect: Connect, room_name
     )
 
 
-async def test_metadata_refused_without_grant(connect: Connect, room_name: str) -> None:
-    # canUpdateOwnMetadata defaults to false. The Python SDK does not surface the server's NOT_ALLOWED answer
-    # (test_bad_input checks that answer on the wire); what it must see is that nothing changed.
+class SdkAnswers:
+    """What the SDK's core answered each set_metadata / set_name / set_attributes: the error it reports,
+    "" for success. Its Python layer waits for that answer (up to the core's 5 s request timeout when the
+    server sends none) but drops the error, so the test reads the answers where the core hands them over."""
+
+    KINDS = ("set_local_metadata", "set_local_name", "set_local_attributes")
+
+    def __init__(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._queue = FfiClient.instance.queue.subscribe(loop, filter_fn=self._wanted)
+
+    def _wanted(self, event: ffi_pb2.FfiEvent) -> bool:
+        return event.WhichOneof("message") in self.KINDS
+
+    def errors(self) -> list[str]:
+        """The errors of the answers given since the last call, in order."""
+        found: list[str] = []
+        while not self._queue.empty():
+            event = self._queue.get_nowait()
+            found.append(getattr(event, str(event.WhichOneof("message"))).error)
+        return found
+
+    def close(self) -> None:
+        FfiClient.instance.queue.unsubscribe(self._queue)
+
+
+@pytest.fixture
+async def answers() -> AsyncIterator[SdkAnswers]:
+    recorder = SdkAnswers()
+    yield recorder
+    recorder.close()
+
+
+async def test_metadata_name_attributes_are_answered_ok(
+    connect: Connect, room_name: str, answers: SdkAnswers
+) -> None:
+    """The server answers each update (RequestResponse OK), so the SDK's calls succeed at once instead of
+    failing with its request timeout."""
+    alice = await connect("alice", room_name, can_update_own_metadata=True)
+    await alice.local_participant.set_metadata("m")
+    await alice.local_participant.set_name("Alice")
+    await alice.local_participant.set_attributes({"k": "v"})
+    assert answers.errors() == ["", "", ""]
+
+
+async def test_metadata_refused_without_grant(connect: Connect, room_name: str, answers: SdkAnswers) -> None:
+    # canUpdateOwnMetadata defaults to false: the server answers NOT_ALLOWED, which the SDK reports as the
+    # call's error (not its timeout), and nothing changes.
     alice = await connect("alice", room_name, metadata="original", name="Alice")
     bob = await connect("bob", room_name)
     events = Events(bob, "participant_metadata_changed", "participant_name_changed")
     await alice.local_participant.set_metadata("forbidden")
     await alice.local_participant.set_name("Mallory")
+    await alice.local_participant.set_attributes({"k": "v"})
+    errors = answers.errors()
+    assert len(errors) == 3 and all("NotAllowed" in e for e in errors), errors
     await asyncio.sleep(0.5)
     assert events.seen == []
     assert (bob.remote_participants["alice"].metadata, bob.remote_participants["alice"].name) == (
         "original",
         "Alice",
     )
+
+
+async def test_metadata_over_limit_is_refused_at_once(
+    connect: Connect, room_name: str, answers: SdkAnswers
+) -> None:
+    alice = await connect("alice", room_name, can_update_own_metadata=True)
+    await alice.local_participant.set_metadata("x" * (512 * 1024 + 1))
+    await alice.local_participant.set_name("n" * 257)
+    errors = answers.errors()
+    assert len(errors) == 2 and all("LimitExceeded" in e for e in errors), errors
+    assert (alice.local_participant.metadata, alice.local_participant.name) == ("", "")
 
 
 async def test_leave_and_disconnect_are_seen(connect: Connect, room_name: str) -> None:

@@ -107,6 +107,8 @@ async function main() {
     })
     .on(RoomEvent.TrackUnsubscribed, (track, publication, p) =>
       log('trackUnsubscribed', { kind: track.kind, sid: publication.trackSid, identity: p.identity }))
+    .on(RoomEvent.TrackSubscriptionPermissionChanged, (publication, status, p) =>
+      log('trackPermission', { sid: publication.trackSid, status, identity: p.identity }))
     .on(RoomEvent.TrackSubscriptionFailed, (sid, p, error) =>
       log('trackSubscriptionFailed', { sid, identity: p.identity, error: String(error) }))
     .on(RoomEvent.LocalTrackPublished, (publication) =>
