@@ -8,6 +8,7 @@ buggy or hostile client may put on the wire.
 
 from typing import Any
 
+from aiortc import RTCPeerConnection
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from hypothesis import strategies as st
@@ -148,3 +149,16 @@ def mutated_sdp(draw: st.DrawFn, sdp: str) -> str:
         else:
             lines[i] = lines[i][: draw(st.integers(0, len(lines[i])))]
     return "\r\n".join(lines) + "\r\n"
+
+
+async def client_offer() -> str:
+    """An offer as a client makes one (audio, video and a data channel; aiortc, host candidates): the real
+    SDP that mutated_sdp starts from."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("audio")
+    pc.addTransceiver("video")
+    pc.createDataChannel("_reliable")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp: str = pc.localDescription.sdp
+    await pc.close()
+    return sdp

@@ -24,7 +24,6 @@ from typing import TypeVar
 
 import aiohttp
 import pytest
-from aiortc import RTCPeerConnection
 from google.protobuf import json_format
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -33,7 +32,7 @@ from livekit import rtc as sdk
 from livekit.protocol import rtc
 
 from gateway.twirp import METHODS, SERVICE
-from tests.fuzz import messages, mutated, mutated_sdp, oneof_messages
+from tests.fuzz import client_offer, messages, mutated, mutated_sdp, oneof_messages
 from tests.interop.conftest import running_server
 from tests.interop.media import MediaSession, media_stats
 from tests.interop.sdk import Server
@@ -146,18 +145,6 @@ class Pool:
             reader.cancel()
 
 
-async def _real_offer() -> str:
-    """An offer as a client makes one: audio, video and a data channel (aiortc, host candidates)."""
-    pc = RTCPeerConnection()
-    pc.addTransceiver("audio")
-    pc.addTransceiver("video")
-    pc.createDataChannel("_reliable")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
-
-
 def _frames(offer: str) -> st.SearchStrategy[tuple[str, bytes | str]]:
     requests = oneof_messages(rtc.SignalRequest, "message")
     candidates = [line[2:] for line in offer.splitlines() if line.startswith("a=candidate:")]
@@ -224,7 +211,7 @@ async def test_fuzzed_signalling_disturbs_nobody_and_leaves_nothing(
     started = time.monotonic()
 
     @settings(max_examples=CASES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-    @given(frame=_frames(await _real_offer()), which=st.integers(0, SESSIONS - 1))
+    @given(frame=_frames(await client_offer()), which=st.integers(0, SESSIONS - 1))
     def fuzz(frame: tuple[str, bytes | str], which: int) -> None:
         asyncio.run_coroutine_threadsafe(pool.send(which, *frame), loop).result(30)
         time.sleep(PACE)
