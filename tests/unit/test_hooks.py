@@ -75,8 +75,41 @@ async def test_datagram_transport_has_the_socket_and_buffer_egress_uses() -> Non
     try:
         assert isinstance(transport._sock, socket.socket)  # type: ignore[attr-defined]
         assert transport.get_write_buffer_size() == 0  # type: ignore[attr-defined]
+        low, high = transport.get_write_buffer_limits()  # type: ignore[attr-defined]
+        assert 0 <= low < high
     finally:
         transport.close()
+
+
+def test_egress_drops_past_the_transports_high_water_mark_instead_of_queueing() -> None:
+    """A subscriber whose socket stays full (EAGAIN) must not grow asyncio's queue without end: past the
+    transport's high-water mark a packet is dropped and counted."""
+
+    class FullTransport:
+        def __init__(self) -> None:
+            self.queued = 0
+            self.sent: list[bytes] = []
+
+        def is_closing(self) -> bool:
+            return False
+
+        def get_write_buffer_size(self) -> int:
+            return self.queued
+
+        def get_write_buffer_limits(self) -> tuple[int, int]:
+            return (1000, 4000)
+
+        def sendto(self, data: bytes, addr: object) -> None:
+            self.queued += len(data)  # the socket takes nothing
+            self.sent.append(bytes(data))
+
+    udp = FullTransport()
+    egress = hooks.Egress()
+    before = hooks.counters["dropped_egress_backlog"]
+    for _ in range(10):
+        egress._send_udp(udp, b"x" * 1000)
+    assert len(udp.sent) == 4 and udp.queued == 4000
+    assert hooks.counters["dropped_egress_backlog"] - before == 6
 
 
 def test_egress_protects_as_pylibsrtp_does() -> None:

@@ -248,9 +248,16 @@ class Egress:
         self._pair, self._addr = pair, pair.remote_addr
 
     def _send_udp(self, udp: Any, data: bytes | memoryview) -> None:
+        """Through asyncio's transport, which queues what the socket refuses (EAGAIN). Nothing upstream
+        pauses for it (aioice's protocol ignores pause_writing), so a subscriber whose socket stays full
+        would grow that queue without end: past the transport's high-water mark the packet is dropped and
+        counted instead, as the network would drop it, and NACK/PLI recover it."""
         if udp.is_closing():
             self._pair = None
             raise ConnectionError("ICE socket closed")
+        if udp.get_write_buffer_size() >= udp.get_write_buffer_limits()[1]:
+            counters["dropped_egress_backlog"] += 1
+            return
         udp.sendto(data, self._addr)
 
 
