@@ -24,8 +24,9 @@ from bench.proc import ProcessCpu, ProcStat
 from bench.result import ScenarioError, new_result
 from bench.rtp_peer import StreamCounter, summary
 from bench.scenarios import MEDIA_WORKER_COMM, WARMUP, MediaPlan, Options, wait_media
+from bench.workers import parse_workers, workers_command
 from tests.cluster.nodes import API_KEY, API_SECRET, ClusterError, Node, cluster
-from tests.interop.media import parse_media_stats, stats_command, track_stats, worker_of
+from tests.interop.media import track_stats, worker_of
 
 MEDIA = {"workers_per_node": 1, "participants_per_worker": 1000, "payload_digests": 0}
 
@@ -46,11 +47,8 @@ def _node_cpu(node: Node, media_worker_only: bool) -> ProcessCpu:
 
 
 async def _media_stats(node: Node) -> dict[str, dict[str, Any]]:
-    done = await asyncio.to_thread(node.run, stats_command("auto"))
-    try:
-        return parse_media_stats(done)
-    except AssertionError as exc:
-        raise ScenarioError(str(exc)) from exc
+    done = await asyncio.to_thread(node.run, workers_command("media_stats"))
+    return parse_workers(done, "media_stats")
 
 
 def _relayed(worker_stats: dict[str, dict[str, Any]], home: str, track: str) -> dict[str, int]:

@@ -6,21 +6,20 @@ import time
 
 from livekit import rtc
 
+from bench.workers import parse_workers, workers_command
 from tests.cluster.conftest import connect, identities, participants
 from tests.cluster.nodes import Node
 from tests.interop.media import (
     MediaSession,
-    parse_media_stats,
     relay_packets,
-    stats_command,
     worker_of,
 )
 from tests.interop.sdk import Events, wait_for
 
 
 async def _stats(node: Node) -> dict[str, dict[str, object]]:
-    done = await asyncio.to_thread(node.run, stats_command("auto"))
-    return parse_media_stats(done)
+    done = await asyncio.to_thread(node.run, workers_command("media_stats"))
+    return parse_workers(done, "media_stats")
 
 
 async def test_one_room_across_three_nodes(

@@ -21,9 +21,6 @@ import contextlib
 import itertools
 import json
 import math
-import os
-import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterable
@@ -35,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from livekit import rtc
 
+from bench.workers import call_workers
 from tests.interop.sdk import wait_for
 
 # --- the pattern -----------------------------------------------------------------------------------------
@@ -663,18 +661,6 @@ async def inbound_rtp(room: rtc.Room) -> list[dict[str, Any]]:
 # }
 # Each of the small functions below reads one of these; adjust them, not the tests, if the names change.
 
-_STATS_SCRIPT = """
-import json, sys
-import ray
-ray.init(address=sys.argv[1], namespace="raysfu", log_to_driver=False)
-names = sorted(
-    a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-    if a["namespace"] == "raysfu" and a["name"].startswith("media:")
-)
-stats = {n: ray.get(ray.get_actor(n).media_stats.remote(), timeout=30) for n in names}
-print("MEDIA_STATS " + json.dumps(stats, default=lambda o: o.hex() if isinstance(o, bytes) else repr(o)))
-"""
-
 
 def ray_address(dashboard_port: int) -> str:
     """The GCS address of the Ray cluster whose dashboard listens on `dashboard_port` (on 127.0.0.1).
@@ -696,26 +682,7 @@ def ray_address(dashboard_port: int) -> str:
 async def media_stats(dashboard_port: int) -> dict[str, dict[str, Any]]:
     """{worker name: its media_stats()} for every MediaWorker of the server with this Ray dashboard port."""
     address = await asyncio.to_thread(ray_address, dashboard_port)
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    done = await asyncio.to_thread(
-        subprocess.run, stats_command(address), env=env, capture_output=True, text=True, timeout=90
-    )
-    return parse_media_stats(done)
-
-
-def stats_command(address: str) -> list[str]:
-    """The command that prints every MediaWorker's media_stats() of the Ray cluster at `address`."""
-    return [sys.executable, "-c", _STATS_SCRIPT, address]
-
-
-def parse_media_stats(done: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
-    lines = [line for line in done.stdout.splitlines() if line.startswith("MEDIA_STATS ")]
-    if done.returncode != 0 or not lines:
-        raise AssertionError(
-            f"reading media_stats() from the workers failed (exit {done.returncode}): {done.stderr[-3000:]}"
-        )
-    stats: dict[str, dict[str, Any]] = json.loads(lines[-1].removeprefix("MEDIA_STATS "))
-    return stats
+    return await asyncio.to_thread(call_workers, "media_stats", address)
 
 
 def _tracks(worker_stats: dict[str, Any]) -> dict[str, dict[str, Any]]:
