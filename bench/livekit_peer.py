@@ -51,6 +51,12 @@ class LiveKitPeer:
 
     # ----- lifecycle -----
 
+    @property
+    def ended(self) -> bool:
+        """The server's end is gone: aiortc closes a PC once all its DTLS transports are closed."""
+        pcs = (self.subscriber, self.publisher)
+        return any(pc is not None and pc.connectionState == "closed" for pc in pcs)
+
     async def connect(self, started_ns: int | None = None) -> float:
         """Join and wait until the subscriber PC is connected; returns ms since `started_ns` (or the call)."""
         started_ns = time.monotonic_ns() if started_ns is None else started_ns
@@ -197,6 +203,9 @@ class LiveKitPeer:
             self.errors.append("server sent leave")
 
     async def _on_offer(self, offer: rtc.SessionDescription) -> None:
+        if self.subscriber.signalingState == "closed":  # it failed (aiortc closes a failed PC): no traceback
+            self.errors.append("offer for a closed subscriber PC")
+            return
         async with self._sub_lock:
             sdp = await answer_offer(self.subscriber, offer.sdp, self.counters)
             await self._send(

@@ -118,6 +118,29 @@ class TreeCpu(ProcessCpu):
         super().__init__(lambda stats: descendants(stats, root), proc)
 
 
+def label_from_cmdline(argv: list[str], comm: str) -> str:
+    """A name a reader recognises for a server process: a Ray worker by its actor class (Ray sets its title
+    to `ray::Class.method`), a Python process by its script or module (Ray's dashboard, log monitor and
+    agents are all `python`), anything else by its comm."""
+    if argv and argv[0].startswith("ray::"):
+        return argv[0].split()[0].split(".")[0]
+    if argv and os.path.basename(argv[0]).startswith("python"):
+        for i, arg in enumerate(argv[1:], start=1):
+            if arg == "-m" and i + 1 < len(argv):
+                return argv[i + 1]
+            if arg.endswith(".py"):
+                return os.path.basename(arg)
+    return comm
+
+
+def process_label(pid: int, comm: str, proc: Path = Path("/proc")) -> str:
+    try:
+        raw = (proc / str(pid) / "cmdline").read_bytes()
+    except OSError:
+        return comm
+    return label_from_cmdline([a for a in raw.decode(errors="replace").split("\0") if a], comm)
+
+
 def parse_pss_kb(smaps_rollup: str) -> int:
     """The Pss: line of /proc/<pid>/smaps_rollup, in kB (0 when absent)."""
     for line in smaps_rollup.splitlines():
@@ -139,3 +162,27 @@ def pss_mb(pids: Iterable[int], proc: Path = Path("/proc")) -> float:
 
 def tree_pss_mb(root: int, proc: Path = Path("/proc")) -> float:
     return pss_mb(descendants(read_stats(proc), root), proc)
+
+
+class TreePss:
+    """PSS of the process tree under `root`, in MiB per process label (`process_label`), largest first.
+
+    A Ray worker's title is its actor class while idle but the name of the call it runs while busy (raysfu
+    names its calls after their targets, `room:R.join`): each pid keeps the class it was last seen idle
+    with."""
+
+    def __init__(self, root: int, proc: Path = Path("/proc")) -> None:
+        self.root, self.proc = root, proc
+        self.labels: dict[int, str] = {}
+
+    def by_label(self) -> dict[str, float]:
+        stats = read_stats(self.proc)
+        out: dict[str, float] = {}
+        for pid in descendants(stats, self.root):
+            label = process_label(pid, stats[pid].comm, self.proc)
+            if label.startswith("ray::") and ":" in label[5:]:
+                label = self.labels.get(pid, "ray::(a named call)")
+            else:
+                self.labels[pid] = label
+            out[label] = out.get(label, 0.0) + pss_mb([pid], self.proc)
+        return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}

@@ -17,9 +17,12 @@ import time
 from collections import Counter
 from typing import Any
 
+import aiohttp
+from aiortc.exceptions import InvalidStateError
+
 from bench import stats
 from bench.livekit_peer import LiveKitPeer
-from bench.measure import server_pss_mb
+from bench.proc import TreePss
 from bench.result import ScenarioError, new_result
 from bench.scenarios import Options
 from bench.server import Server, running_raysfu
@@ -58,13 +61,20 @@ class Churn:
         self._joined = 0
 
     async def step(self) -> None:
+        for peer in [p for p in self.peers if p.ended]:  # the server closed its PCs (counted: it should not)
+            self.peers.remove(peer)
+            self.failed["peer ended by the server"] += 1
+            await peer.close()
         action = self.rng.choices(ACTIONS, WEIGHTS)[0]
         if action == "join" and len(self.peers) >= MAX_PEERS:
             action = "leave"
         try:
             if await getattr(self, f"_{action}")():
                 self.done[action] += 1
-        except (TimeoutError, ConnectionError, OSError, AssertionError, KeyError) as exc:
+        except (
+            TimeoutError, ConnectionError, OSError, AssertionError, KeyError, InvalidStateError,
+            aiohttp.ClientError,
+        ) as exc:  # fmt: skip
             self.failed[f"{action}: {type(exc).__name__}"] += 1
 
     async def _join(self) -> bool:
@@ -156,14 +166,17 @@ async def _soak(server: Server, seconds: float) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     started = loop.time()
     next_sample = started
+    pss = TreePss(server.pid)
     try:
         while (now := loop.time()) < started + seconds:
             await churn.step()
             if now >= next_sample:
+                by_process = await asyncio.to_thread(pss.by_label)
                 samples.append(
                     {
                         "t": round(now - started, 1),
-                        "pss_mb": round(await server_pss_mb(server.pid), 1),
+                        "pss_mb": round(sum(by_process.values()), 1),
+                        "pss_mb_by_process": by_process,
                         "peers_connected": len(churn.peers),
                         **await _census(),
                     }
@@ -181,11 +194,13 @@ async def _soak(server: Server, seconds: float) -> dict[str, Any]:
     tasks = await asyncio.to_thread(call_workers, "task_names") if _leftovers(final, empty) else {}
     warm = [s for s in samples if s["t"] >= seconds / 4]
     growth = (samples[-1]["pss_mb"] / warm[0]["pss_mb"] - 1) * 100 if warm and samples else None
+    by_process = _growth_by_process(warm[0], samples[-1]) if warm and samples else {}
     return {
         "churn_s": round(churned, 1),
         "actions": dict(churn.done),
         "failed_actions": dict(churn.failed),
         "pss_growth_after_warmup_pct": stats.rounded(growth, 2),
+        "pss_growth_after_warmup_mb_by_process": by_process,
         "empty_census": empty,
         "final_census": final,
         "seconds_to_empty": round(loop.time() - left_at, 1),
@@ -193,6 +208,13 @@ async def _soak(server: Server, seconds: float) -> dict[str, Any]:
         "tasks_left": tasks,
         "samples": samples,
     }
+
+
+def _growth_by_process(first: dict[str, Any], last: dict[str, Any]) -> dict[str, float]:
+    """MiB each kind of server process grew (or shrank) between two samples, largest change first."""
+    a, b = first["pss_mb_by_process"], last["pss_mb_by_process"]
+    change = {k: round(b.get(k, 0.0) - a.get(k, 0.0), 1) for k in a.keys() | b.keys()}
+    return dict(sorted(change.items(), key=lambda kv: -abs(kv[1])))
 
 
 def _leftovers(census: dict[str, int], empty: dict[str, int]) -> dict[str, int]:

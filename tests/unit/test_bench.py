@@ -90,6 +90,30 @@ def test_pss_sums_the_tree(tmp_path: Path) -> None:
     assert proc.parse_pss_kb("Rss: 5 kB\n") == 0
 
 
+def test_pss_by_label_names_ray_workers_and_python_daemons(tmp_path: Path) -> None:
+    rows = [(10, 1, "raysfu", 0, 0), (11, 10, "ray::MediaWorke", 0, 0), (12, 10, "ray::MediaWorke", 0, 0),
+            (13, 10, "python", 0, 0), (14, 10, "python3", 0, 0), (15, 10, "raylet", 0, 0)]  # fmt: skip
+    root = _fake_proc(tmp_path, rows, {10: 1024, 11: 2048, 12: 1024, 13: 512, 14: 512, 15: 512})
+    cmdlines = {11: ["ray::MediaWorker.census", ""], 12: ["ray::MediaWorker"],
+                13: ["/x/bin/python", "-u", "/site/ray/dashboard/dashboard.py", "--x"],
+                14: ["python3", "-m", "ray.util.client.server"],
+                15: ["/ray/core/src/ray/raylet/raylet", "--a"]}  # fmt: skip
+
+    def titles(argv: dict[int, list[str]]) -> None:
+        for pid, args in argv.items():
+            (root / str(pid) / "cmdline").write_bytes("\0".join(args).encode() + b"\0")
+
+    titles(cmdlines)
+    pss = proc.TreePss(10, root)
+    expected = {
+        "ray::MediaWorker": 3.0, "raysfu": 1.0, "dashboard.py": 0.5, "ray.util.client.server": 0.5,
+        "raylet": 0.5,
+    }  # fmt: skip
+    assert pss.by_label() == expected
+    titles({12: ["ray::room:r1.join"]})  # busy with a named call: still a MediaWorker
+    assert pss.by_label() == expected
+
+
 def test_machine_parsers() -> None:
     assert machine.cpu_model("processor\t: 0\nmodel name\t: AMD EPYC 7B13\n") == "AMD EPYC 7B13"
     assert machine.mem_total_gib("MemTotal:       24576000 kB\n") == pytest.approx(23.4, abs=0.05)
