@@ -99,7 +99,10 @@ class MediaPlane:
         self.downs: dict[tuple[str, str], DownTrack] = {}  # (subscriber sid, track sid)
         self._sub_transceivers: dict[str, dict[str, RTCRtpTransceiver]] = {}
         self._freed: dict[str, list[_FreedMLine]] = {}  # subscriber sid -> its idle m-lines
-        self._carried: dict[RTCRtpTransceiver, set[str]] = {}  # the tracks each subscriber m-line carried
+        # subscriber sid -> the tracks each of its m-lines carried. Keyed by subscriber first so that its
+        # removal drops all of it, whatever state its transceivers reached (a PC the client closed first
+        # has them stopped already).
+        self._carried: dict[str, dict[RTCRtpTransceiver, set[str]]] = {}
         self._remb_task: asyncio.Task[None] | None = None
         self.counters: Counter[str] = Counter()
         key = relay_key if relay_key is not None else cluster_relay_key()
@@ -329,7 +332,7 @@ class MediaPlane:
             preferences = self._codec_preferences(up)
             if preferences:
                 transceiver.setCodecPreferences(preferences)
-        self._carried.setdefault(transceiver, set()).add(track_sid)
+        self._carried.setdefault(sub_sid, {}).setdefault(transceiver, set()).add(track_sid)
         sender = hooks.passthrough_sender(transceiver.sender)
         hooks.label_sender(sender, f"{publisher_sid}|{track_sid}", track_sid)
         down = DownTrack(sub_sid, up, sender)
@@ -381,7 +384,7 @@ class MediaPlane:
             # The idle m-line must stop naming the track: two m-lines naming one track make the SDK abort.
             hooks.label_sender(transceiver.sender, "-", f"idle-{transceiver.mid}")
             codec = _codec_of(down.up) if down is not None else None
-            line = _FreedMLine(transceiver, codec, self._carried.get(transceiver, set()))
+            line = _FreedMLine(transceiver, codec, self._carried.get(sub_sid, {}).get(transceiver, set()))
             self._freed.setdefault(sub_sid, []).append(line)
 
     async def set_subscription_settings(
@@ -400,10 +403,9 @@ class MediaPlane:
         for sub_sid, track_sid in list(self.downs):
             if sub_sid == sid:
                 await self.unsubscribe(sub_sid, track_sid)
-        for transceiver in self._sub_transceivers.pop(sid, {}).values():
-            self._carried.pop(transceiver, None)
-        for line in self._freed.pop(sid, []):
-            self._carried.pop(line.transceiver, None)
+        self._sub_transceivers.pop(sid, None)
+        self._freed.pop(sid, None)
+        self._carried.pop(sid, None)
 
     # ----- REMB policy -----
 

@@ -2,6 +2,9 @@
 subscribers decode what the worker forwards (raw passthrough, per-subscriber rewrite)."""
 
 import asyncio
+import gc
+import logging
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -19,6 +22,7 @@ from tests.unit.media_peers import (
     new_pc,
     new_subscriber,
     track_stats,
+    worker_pc,
 )
 
 NAME = "media:test/media"
@@ -134,6 +138,27 @@ async def test_late_subscriber_gets_a_keyframe_quickly(setup: Setup) -> None:
             task.cancel()
         await dave.pc.close()
         await worker.remove_participant("PA_dave")
+
+
+async def test_a_subscriber_that_left_is_not_kept(setup: Setup, caplog: pytest.LogCaptureFixture) -> None:
+    """A client closing its PC before its session ends (the SDKs' order on leave) stops the server's
+    transceivers first: nothing of that subscriber may stay referenced once it was removed (found by the
+    soak: the m-line bookkeeping kept every such PC, with its DTLS and SRTP state, for good)."""
+    caplog.set_level(logging.WARNING)  # pytest keeps INFO records, whose arguments would keep the peers
+    worker = setup.worker
+    dave = await new_subscriber(worker, "PA_dave", [setup.video_sid, setup.audio_sid])
+    server_pc = weakref.ref(worker_pc(worker, "PA_dave", publisher=False))
+    for task in dave.tasks:
+        task.cancel()
+    await dave.pc.close()
+    await worker_pc(worker, "PA_dave", publisher=False).close()  # what aiortc does once the DTLS is closed
+    await worker.remove_participant("PA_dave")
+
+    def released() -> bool:  # once the tasks that watched it have seen it closed
+        gc.collect()
+        return server_pc() is None
+
+    await wait_for(released, timeout=5)
 
 
 async def test_stop_track_drops_everything(setup: Setup) -> None:
