@@ -143,12 +143,15 @@ async def connect(server: Server, token: MintToken) -> AsyncIterator[Connect]:
         metadata: str | None = None,
         attributes: dict[str, str] | None = None,
         auto_subscribe: bool = True,
+        single_peer_connection: bool | None = None,
         **grants: Any,
     ) -> rtc.Room:
         jwt = token(identity, room, name=name, metadata=metadata, attributes=attributes, **grants)
         client = rtc.Room()
         rooms.append(client)
-        await client.connect(server.url, jwt, rtc.RoomOptions(auto_subscribe=auto_subscribe))
+        options = rtc.RoomOptions(auto_subscribe=auto_subscribe)
+        options.single_peer_connection = single_peer_connection
+        await client.connect(server.url, jwt, options)
         return client
 
     yield join
