@@ -23,7 +23,7 @@ def parse_join_request(value: str | None) -> rtc.JoinRequest:
     if not value:
         raise JoinRequestError("join_request is required")
     try:
-        wrapped_bytes = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        wrapped_bytes = base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as exc:
         raise JoinRequestError("cannot base64 decode wrapped join request") from exc
     try:
