@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from livekit import api as lkapi
 from livekit import rtc
@@ -187,6 +188,13 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context()
     yield await context.new_page()
     await context.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain HTTP/WebSocket client, for requests no SDK would make."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture

@@ -17,8 +17,15 @@ from tests.interop.sdk import Connect, MintToken, Server, wait_for
 pytestmark = pytest.mark.timeout(90)
 
 
-async def open_room(page: Page, page_url: str, server: Server, jwt: str, publish: bool) -> None:
-    query = {"url": server.url, "token": jwt, **({"publish": "1"} if publish else {})}
+async def open_room(
+    page: Page, page_url: str, server: Server, jwt: str, publish: bool, v0: bool = False
+) -> None:
+    query = {
+        "url": server.url,
+        "token": jwt,
+        **({"publish": "1"} if publish else {}),
+        **({"v0": "1"} if v0 else {}),
+    }
     await page.goto(f"{page_url}?{urlencode(query)}")
     joined = await browser_event(page, "e => e.ev === 'connected' || e.ev === 'connectFailed'")
     assert joined["ev"] == "connected", joined
@@ -83,6 +90,9 @@ async def test_browser_decodes_python_video(
     assert (state["width"], state["height"]) == (pub.width, pub.height), state
 
 
+@pytest.mark.parametrize(
+    ("v0", "pc", "m_lines"), [(True, "subscriber", 1), (False, "publisher", 3)], ids=["rtc", "rtc-v1"]
+)
 async def test_browser_decodes_a_republished_video_on_its_reused_m_line(
     page: Page,
     page_url: str,
@@ -91,9 +101,13 @@ async def test_browser_decodes_a_republished_video_on_its_reused_m_line(
     connect: Connect,
     media: MediaSession,
     room_name: str,
+    v0: bool,
+    pc: str,
+    m_lines: int,
 ) -> None:
-    """The browser's subscriber m-line freed by alice's unpublished video carries her next one."""
-    await open_room(page, page_url, server, token("browser", room_name), publish=False)
+    """The browser's subscriber m-line freed by alice's unpublished video carries her next one (on
+    /rtc/v1: one of the 3 video m-lines its first offer had, and it asks for no more)."""
+    await open_room(page, page_url, server, token("browser", room_name), publish=False, v0=v0)
     alice = await connect("alice", room_name)
     for round in range(3):
         pub = await media.publish(alice, audio=False)
@@ -109,7 +123,7 @@ async def test_browser_decodes_a_republished_video_on_its_reused_m_line(
         await browser_event(page, f"e => e.ev === 'trackUnsubscribed' && e.sid === '{sid}'")
         await asyncio.sleep(2.0)  # the renegotiation that idles the browser's m-line
     sections = await page.evaluate(
-        "window.__room.engine.pcManager.subscriber.pc.localDescription.sdp.split('\\n')"
+        f"window.__room.engine.pcManager.{pc}.pc.localDescription.sdp.split('\\n')"
         ".filter(l => l.startsWith('m=video')).length"
     )
-    assert sections == 1
+    assert sections == m_lines

@@ -11,7 +11,6 @@ import asyncio
 import base64
 import gzip
 import re
-from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import aiohttp
@@ -26,6 +25,7 @@ from tests.interop.browser import browser_condition, browser_event
 from tests.interop.conftest import DASHBOARD_PORT
 from tests.interop.media import MediaSession, media_stats, subscriber_m_lines
 from tests.interop.sdk import Connect, Events, MintToken, Server, wait_for
+from tests.interop.test_browser_media import open_room
 from tests.interop.test_media import assert_receives_pattern, published
 
 pytestmark = pytest.mark.timeout(120)
@@ -54,12 +54,6 @@ def client_request(auto_subscribe: bool = True) -> rtc_pb.JoinRequest:
         client_info=models.ClientInfo(sdk=models.ClientInfo.PYTHON, protocol=16),
         connection_settings=rtc_pb.ConnectionSettings(auto_subscribe=auto_subscribe),
     )
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def test_python_sdk_joins_on_v1_with_media_and_data_both_ways(
@@ -283,12 +277,6 @@ async def test_v1_validate(
         assert "join_request" in await response.text()
 
 
-async def open_page(page: Page, page_url: str, server: Server, jwt: str, **options: str) -> None:
-    await page.goto(f"{page_url}?{urlencode({'url': server.url, 'token': jwt, **options})}")
-    joined = await browser_event(page, "e => e.ev === 'connected' || e.ev === 'connectFailed'")
-    assert joined["ev"] == "connected", joined
-
-
 async def test_browser_joins_on_v1_with_media_and_data_both_ways(
     page: Page,
     page_url: str,
@@ -298,7 +286,7 @@ async def test_browser_joins_on_v1_with_media_and_data_both_ways(
     media: MediaSession,
     room_name: str,
 ) -> None:
-    await open_page(page, page_url, server, token("browser", room_name), publish="1")
+    await open_room(page, page_url, server, token("browser", room_name), publish=True)
     published_ = await browser_event(page, "e => e.ev === 'published' || e.ev === 'publishFailed'")
     assert published_["ev"] == "published", published_
     alice = await connect("alice", room_name)
@@ -338,7 +326,7 @@ async def test_browser_gets_more_audio_tracks_than_its_first_offer_has_m_lines_f
         pub = await media.publish(room, video=False)
         assert pub.audio_publication is not None
         sids.append(pub.audio_publication.sid)
-    await open_page(page, page_url, server, token("browser", room_name))
+    await open_room(page, page_url, server, token("browser", room_name), publish=False)
     for sid in sids:
         await browser_event(page, f"e => e.ev === 'trackSubscribed' && e.sid === '{sid}'")
     inbound = """async () => {
@@ -371,7 +359,7 @@ async def test_browser_still_joins_on_rtc_when_it_asks(
     media: MediaSession,
     room_name: str,
 ) -> None:
-    await open_page(page, page_url, server, token("browser", room_name), v0="1")
+    await open_room(page, page_url, server, token("browser", room_name), publish=False, v0=True)
     alice = await connect("alice", room_name)
     pub = await media.publish(alice)
     video_sid, _ = published(pub)
