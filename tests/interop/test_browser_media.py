@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 from playwright.async_api import Page
 
-from tests.interop.browser import browser_condition, browser_event
+from tests.interop.browser import browser_event, decoded_video
 from tests.interop.media import SILENCE_RMS, MediaSession
 from tests.interop.sdk import Connect, MintToken, Server, wait_for
 
@@ -82,11 +82,7 @@ async def test_browser_decodes_python_video(
     )
     decoded = await browser_event(page, f"e => e.ev === 'videoDecoded' && e.sid === '{video_sid}'")
     assert decoded["width"] > 0 and decoded["height"] > 0, decoded
-    state = await browser_condition(
-        page,
-        f"(() => {{ const v = window.__video['{video_sid}']; return v && v.framesDecoded >= 20 && v; }})()",
-        "20 decoded frames of alice's video",
-    )
+    state = await decoded_video(page, video_sid, 20, "20 decoded frames of alice's video")
     assert (state["width"], state["height"]) == (pub.width, pub.height), state
 
 
@@ -113,11 +109,7 @@ async def test_browser_decodes_a_republished_video_on_its_reused_m_line(
         pub = await media.publish(alice, audio=False)
         assert pub.video_publication is not None
         sid = pub.video_publication.sid
-        await browser_condition(
-            page,
-            f"(() => {{ const v = window.__video['{sid}']; return v && v.framesDecoded >= 10 && v; }})()",
-            f"round {round}: 10 decoded frames of alice's video",
-        )
+        await decoded_video(page, sid, 10, f"round {round}: 10 decoded frames of alice's video")
         await pub.stop()
         await alice.local_participant.unpublish_track(sid)
         await browser_event(page, f"e => e.ev === 'trackUnsubscribed' && e.sid === '{sid}'")

@@ -21,7 +21,7 @@ from livekit.protocol import models
 from livekit.protocol import rtc as rtc_pb
 from playwright.async_api import Page
 
-from tests.interop.browser import browser_condition, browser_event
+from tests.interop.browser import browser_event, decoded_video
 from tests.interop.conftest import DASHBOARD_PORT
 from tests.interop.media import MediaSession, media_stats, subscriber_m_lines
 from tests.interop.sdk import Connect, Events, MintToken, Server, wait_for
@@ -294,11 +294,7 @@ async def test_browser_joins_on_v1_with_media_and_data_both_ways(
     pub = await media.publish(alice)
     video_sid, _ = published(pub)
     await rx.wait_frames(10, 20.0, identity="browser")
-    await browser_condition(
-        page,
-        f"(() => {{ const v = window.__video['{video_sid}']; return v && v.framesDecoded >= 20 && v; }})()",
-        "20 decoded frames of alice's video",
-    )
+    await decoded_video(page, video_sid, 20, "20 decoded frames of alice's video")
     alice_in = Events(alice, "data_received")
     await page.evaluate(
         "window.__room.localParticipant.publishData(new TextEncoder().encode('from js'), {reliable: true})"
@@ -363,9 +359,5 @@ async def test_browser_still_joins_on_rtc_when_it_asks(
     alice = await connect("alice", room_name)
     pub = await media.publish(alice)
     video_sid, _ = published(pub)
-    await browser_condition(
-        page,
-        f"(() => {{ const v = window.__video['{video_sid}']; return v && v.framesDecoded >= 20 && v; }})()",
-        "20 decoded frames of alice's video",
-    )
+    await decoded_video(page, video_sid, 20, "20 decoded frames of alice's video")
     assert joins(server, room_name, "browser") == ["/rtc"]
