@@ -31,6 +31,7 @@ from actors.hosting import ActorRef
 from actors.inbox import SequencedInbox
 from actors.media.ratelog import RateLimitedLog
 from actors.naming import participant_label
+from actors.tasks import spawn
 
 if TYPE_CHECKING:
     from actors.worker import MediaWorker
@@ -54,6 +55,7 @@ class JoinParams:
     sid: str = ""  # chosen by the gateway, which routes the session's messages by it
     gateway: str = ""  # the gateway holding the client's WebSocket (its outbox on the host)
     node: str = ""  # the gateway's node label: the participant is placed there while it has room
+    single_pc: bool = False  # joined on /rtc/v1: one peer connection, offered by the client only
 
 
 class Participant:
@@ -77,6 +79,9 @@ class Participant:
         self._started = asyncio.Event()  # the subscriber transport exists on the worker
         self._negotiation: asyncio.Task[None] | None = None
         self._renegotiate = False
+        # With one PC: a client offer is being answered / one was answered (see _negotiate).
+        self._answering = False
+        self._answered = False
         self._pending: dict[str, models.TrackInfo] = {}  # AddTrackRequest cid -> announced, not yet bound
         self._published: dict[str, models.TrackInfo] = {}  # track sid -> bound to a publisher m-line
         self._published_cids: dict[str, str] = {}  # track sid -> the client's cid of it
@@ -111,9 +116,10 @@ class Participant:
 
     async def start(self) -> None:
         """Set up the subscriber transport (the room registered this participant on its worker): the
-        server's offer follows the JoinResponse."""
+        server's offer follows the JoinResponse. With one PC the client offers first, and always."""
         self._started.set()
-        self._negotiate()
+        if not self._params.single_pc:
+            self._negotiate()
 
     async def close(self, reason: models.DisconnectReason, notify: bool, by_room: bool = False) -> None:
         """End the session; with `notify`, the client is told why with a LeaveRequest. Unless the room ended
@@ -248,10 +254,19 @@ class Participant:
 
     async def _on_publisher_offer(self, offer: rtc.SessionDescription) -> None:
         pending = {cid: info.sid for cid, info in self._pending.items()}
-        answer = await self._host.publisher_offer(self._info.sid, offer.sdp, pending)
-        self._send(
-            rtc.SignalResponse(answer=rtc.SessionDescription(type="answer", sdp=answer.sdp, id=offer.id))
+        self._renegotiate = False  # with one PC, this offer's answer carries every change made so far
+        self._answering = True
+        try:
+            answer = await self._host.publisher_offer(self._info.sid, offer.sdp, pending)
+        finally:
+            self._answering = False
+        description = rtc.SessionDescription(
+            type="answer", sdp=answer.sdp, id=offer.id, mid_to_track_id=answer.mid_to_track_id
         )
+        self._send(rtc.SignalResponse(answer=description))
+        if self._params.single_pc:
+            self._answered = True
+            self._request_media_sections(force=self._renegotiate)
         for bound in answer.bound:
             info = self._pending.pop(bound.cid)
             info.mid = bound.mid
@@ -382,10 +397,35 @@ class Participant:
 
     def _negotiate(self) -> None:
         """Ask for a subscriber offer. Requests that come while one is being made are served by one more
-        offer; the peers (actors.media.peer) make each offer only once the previous one was answered."""
+        offer; the peers (actors.media.peer) make each offer only once the previous one was answered.
+        With one PC the client offers: it is asked to (LiveKit's MediaSectionsRequirement, for as many
+        more m-lines as the subscriptions need), unless the answer to its offer under way, or to its first
+        one, will carry the change or ask for the offer itself."""
         self._renegotiate = True
+        if self._params.single_pc:
+            if self._answered and not self._answering:
+                self._renegotiate = False
+                self._request_media_sections(force=True)
+            return
         if self._negotiation is None or self._negotiation.done():
             self._negotiation = asyncio.get_running_loop().create_task(self._negotiation_loop())
+
+    def _request_media_sections(self, force: bool) -> None:
+        """With one PC: ask the client for the m-lines the subscriptions still need; with `force` even
+        for none, which makes it offer again (as LiveKit asks for a renegotiation)."""
+        spawn(self._send_media_sections_requirement(force), f"{self!r}: media sections requirement")
+
+    async def _send_media_sections_requirement(self, force: bool) -> None:
+        try:
+            audios, videos = await self._host.media_sections_requirement(self._info.sid)
+        except (NotFoundError, ActorGone):  # the session's peers went first: a teardown race
+            return
+        if (force or audios or videos) and self._closed_reason is None:
+            requirement = rtc.MediaSectionsRequirement(num_audios=audios, num_videos=videos)
+            self._send(rtc.SignalResponse(media_sections_requirement=requirement))
+            log.info(
+                "%s: asked for an offer with %d more audio and %d more video m-lines", self, audios, videos
+            )
 
     async def _negotiation_loop(self) -> None:
         while self._renegotiate and self._closed_reason is None:

@@ -12,16 +12,21 @@ PING_TIMEOUT = 15
 
 
 def join_response(
-    room_info: models.Room, info: models.ParticipantInfo, others: list[models.ParticipantInfo], worker: str
+    room_info: models.Room,
+    info: models.ParticipantInfo,
+    others: list[models.ParticipantInfo],
+    worker: str,
+    single_pc: bool = False,
 ) -> bytes:
     """The session's first message (a serialized SignalResponse), which the gateway sends itself as soon as
-    the room seated the participant, ahead of anything in the outbox."""
+    the room seated the participant, ahead of anything in the outbox. With one peer connection (`single_pc`)
+    the client's is primary, as in LiveKit."""
     join = rtc.JoinResponse(
         room=room_info,
         participant=info,
         other_participants=others,
         server_version=SERVER_VERSION,
-        subscriber_primary=True,
+        subscriber_primary=not single_pc,
         ping_interval=PING_INTERVAL,
         ping_timeout=PING_TIMEOUT,
         server_info=models.ServerInfo(

@@ -220,7 +220,9 @@ class Room:
                 for track_sid in self._tracks:
                     self._command(track_sid, seat.subscription())
             log.info("%s: %s joined as %s on %s", self._info.name, params.identity, sid, worker)
-            return Joined(handle, protocol.join_response(self._room_info(), info, others, worker))
+            return Joined(
+                handle, protocol.join_response(self._room_info(), info, others, worker, params.single_pc)
+            )
 
     async def _place(self, node: str) -> str:
         """The worker for a new participant. The home worker's load is read here, exactly; the others'

@@ -141,7 +141,7 @@ class MediaWorker(Host):
     ) -> ActorRef:
         """Host a new session's Participant, with its peer connections, for the room (maybe on another
         host)."""
-        await self.add_participant(room_name, info.sid, info.identity)
+        await self.add_participant(room_name, info.sid, info.identity, params.single_pc)
         participant = Participant(self, room, room_name, info, params)
         self.add(info.sid, participant)
         self.watch(room.host)
@@ -255,11 +255,16 @@ class MediaWorker(Host):
                 for participant in self.hosted(Participant):
                     spawn(participant.gateway_lost(gateway), f"{participant!r}: losing {gateway}")
 
-    async def add_participant(self, room: str, sid: str, identity: str) -> None:
+    async def add_participant(self, room: str, sid: str, identity: str, single_pc: bool = False) -> None:
         if sid in self._peers:
             return
         self._peers[sid] = ParticipantPeers(
-            room, sid, identity, lambda: rtc_configuration(self._settings.stun_servers), self._on_data
+            room,
+            sid,
+            identity,
+            lambda: rtc_configuration(self._settings.stun_servers),
+            self._on_data,
+            single_pc,
         )
 
     async def remove_participant(self, sid: str) -> None:
@@ -313,6 +318,10 @@ class MediaWorker(Host):
 
     async def subscribe(self, sub_sid: str, track_sid: str, publisher_sid: str) -> None:
         await self._media.subscribe(sub_sid, track_sid, publisher_sid)
+
+    async def media_sections_requirement(self, sub_sid: str) -> tuple[int, int]:
+        """With one PC: the (audio, video) m-lines to ask the client for (see MediaPlane)."""
+        return self._media.media_sections_requirement(sub_sid)
 
     async def unsubscribe(self, sub_sid: str, track_sid: str) -> None:
         await self._media.unsubscribe(sub_sid, track_sid)

@@ -11,7 +11,8 @@ from starlette.websockets import WebSocket
 from gateway import twirp
 from gateway.auth import AuthError, check_join, token_from_request, verify_token
 from gateway.config import ServerConfig
-from gateway.signal import Sessions
+from gateway.joinrequest import JoinRequestError, parse_join_request
+from gateway.signal import Sessions, join_params_v1
 
 
 def create_app(config: ServerConfig, sessions: Sessions) -> Starlette:
@@ -19,21 +20,28 @@ def create_app(config: ServerConfig, sessions: Sessions) -> Starlette:
         await sessions.serve(ws, config)
 
     async def rtc_v1(ws: WebSocket) -> None:
-        # The single-PeerConnection path is not served: a real 404 makes both SDKs fall back to /rtc
-        # (Starlette would answer an unknown WebSocket path with 403, which they do not fall back from).
-        await ws.send_denial_response(PlainTextResponse("not found", status_code=404))
+        await sessions.serve(ws, config, v1=True)
 
     async def validate(request: Request) -> Response:
-        try:
-            check_join(
-                verify_token(token_from_request(request.headers, request.query_params) or "", config.api_keys)
-            )
-        except AuthError as exc:
-            return PlainTextResponse(exc.reason, status_code=exc.status)
-        return PlainTextResponse("success")
+        """What a join on /rtc would answer, without joining (the SDKs ask after a failed WebSocket)."""
+        return check(request, v1=False)
 
     async def validate_v1(request: Request) -> Response:
-        return PlainTextResponse("not found", status_code=404)
+        """The same for /rtc/v1, whose `join_request` must decode too."""
+        return check(request, v1=True)
+
+    def check(request: Request, v1: bool) -> Response:
+        query = request.query_params
+        try:
+            claims = verify_token(token_from_request(request.headers, query) or "", config.api_keys)
+            check_join(claims)
+            if v1:
+                join_params_v1(claims, parse_join_request(query.get("join_request")))
+        except AuthError as exc:
+            return PlainTextResponse(exc.reason, status_code=exc.status)
+        except JoinRequestError as exc:
+            return PlainTextResponse(str(exc), status_code=400)
+        return PlainTextResponse("success")
 
     async def healthz(request: Request) -> Response:
         return PlainTextResponse("ok")

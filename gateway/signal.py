@@ -31,6 +31,7 @@ from gateway.auth import (
     verify_token,
 )
 from gateway.config import ServerConfig
+from gateway.joinrequest import JoinRequestError, parse_join_request, sdk_name
 from gateway.links import HostLinks
 from gateway.retry import retry_while_closing
 
@@ -40,6 +41,7 @@ ABORT = "raysfu.abort"  # the ASGI scope extension whose "abort" drops the conne
 
 
 def join_params(claims: Claims, query: Any, sid: str = "", gateway: str = "", node: str = "") -> JoinParams:
+    """A `/rtc` join: the client's settings are URL parameters."""
     return JoinParams(
         identity=claims.identity,
         name=claims.name,
@@ -54,6 +56,40 @@ def join_params(claims: Claims, query: Any, sid: str = "", gateway: str = "", no
         sid=sid,
         gateway=gateway,
         node=node,
+    )
+
+
+def join_params_v1(
+    claims: Claims, request: rtc.JoinRequest, sid: str = "", gateway: str = "", node: str = ""
+) -> JoinParams:
+    """A `/rtc/v1` join: the client's settings are in its JoinRequest, and it has one peer connection.
+    Metadata and attributes it asks for replace the token's (non-empty attributes are added), which needs
+    canUpdateOwnMetadata (401 otherwise), as in LiveKit."""
+    metadata, attributes = claims.metadata, dict(claims.attributes)
+    if request.metadata or request.participant_attributes:
+        if not claims.video.can_update_own_metadata:
+            raise AuthError(401, "no permission to set its own metadata or attributes")
+        metadata = request.metadata or metadata
+        attributes.update({k: v for k, v in request.participant_attributes.items() if v})
+    too_large = limits.check_participant_fields(metadata=metadata, attributes=attributes)
+    if too_large is not None:
+        raise JoinRequestError(too_large)
+    info = request.client_info
+    return JoinParams(
+        identity=claims.identity,
+        name=claims.name,
+        metadata=metadata,
+        attributes=attributes,
+        permission=participant_permission(claims.video),
+        kind=protocol.participant_kind(claims.kind),
+        protocol=info.protocol,
+        client_protocol=info.client_protocol,
+        auto_subscribe=request.connection_settings.auto_subscribe,
+        sdk=sdk_name(info),
+        sid=sid,
+        gateway=gateway,
+        node=node,
+        single_pc=True,
     )
 
 
@@ -112,8 +148,9 @@ class Session:
         self._outgoing.put_nowait(leave.SerializeToString())
         self._outgoing.put_nowait(None)
 
-    async def run(self, joined: Joined) -> None:
-        """Accept, send the JoinResponse, then relay until either side ends; the seated session ends with
+    async def run(self, joined: Joined, first: list[rtc.SignalRequest] | None = None) -> None:
+        """Accept, send the JoinResponse (then pass on the requests `first` that came with the join), then
+        relay until either side ends; the seated session ends with
         the socket, including when the client gave up while its join was being seated (an SDK's join
         timeout on a loaded server): accepting then fails, and a session nobody holds must not stay."""
         self._participant = joined.participant
@@ -128,6 +165,8 @@ class Session:
                 return
             await self._send(joined.response)
             self._participant.tell("start")
+            for request in first or ():
+                self._forward(request)
             pump = asyncio.get_running_loop().create_task(self._pump())
             while not self._closing:
                 message = await self._ws.receive()
@@ -185,9 +224,12 @@ class Session:
         elif kind is None:
             self._refuse("unknown", "SignalRequest without a known message")
         else:
-            self._links.signal(self._participant, self._seq, req)
-            self._seq += 1
+            self._forward(req)
         return kind
+
+    def _forward(self, req: rtc.SignalRequest) -> None:
+        self._links.signal(self._participant, self._seq, req)
+        self._seq += 1
 
     async def _pump(self) -> None:
         """The Participant's messages to the client, in order, until the session ends (a None)."""
@@ -255,28 +297,43 @@ class Sessions:
             return_exceptions=True,
         )
 
-    async def serve(self, ws: WebSocket, config: ServerConfig) -> None:
+    async def serve(self, ws: WebSocket, config: ServerConfig, v1: bool = False) -> None:
+        """One client's session; `v1`: on `/rtc/v1`, where its settings come in a JoinRequest (with the
+        tracks to announce and its first offer, answered right after the join) and it has one peer
+        connection."""
+        path = "/rtc/v1" if v1 else "/rtc"
         token = token_from_request(ws.headers, ws.query_params)
+        sid = ids.participant_sid()
+        request: rtc.JoinRequest | None = None
         try:
             claims = verify_token(token or "", config.api_keys)
             room = check_join(claims)
+            if v1:
+                request = parse_join_request(ws.query_params.get("join_request"))
+                params = join_params_v1(claims, request, sid, self.links.gateway, self.links.node)
+            else:
+                params = join_params(claims, ws.query_params, sid, self.links.gateway, self.links.node)
         except AuthError as exc:
             await ws.send_denial_response(PlainTextResponse(exc.reason, status_code=exc.status))
             return
-        if ws.query_params.get("reconnect") == "1":
+        except JoinRequestError as exc:
+            log.info("refused (400) on %s: %s", path, exc)
+            await ws.send_denial_response(PlainTextResponse(str(exc), status_code=400))
+            return
+        if request.reconnect if request is not None else ws.query_params.get("reconnect") == "1":
             # No session resume yet: LeaveRequest(RECONNECT) makes the SDK do a full rejoin at once.
             await ws.accept()
             leave = protocol.leave(models.DisconnectReason.STATE_MISMATCH, reconnect=True)
             await ws.send_bytes(leave.SerializeToString())
             await ws.close()
             return
-        sid = ids.participant_sid()
+        first = [] if request is None else initial_requests(request)
         label = f"{room}/{claims.identity} {sid}"
+        log.info("%s: joining on %s", label, path)
         session = Session(ws, self.links, label, config.media.limits.signal_messages_per_second)
         self.links.register(sid, session)  # before the join: the participant's first messages follow it
         try:
             try:
-                params = join_params(claims, ws.query_params, sid, self.links.gateway, self.links.node)
                 joined = await seat(config, room, params)
             except (LimitExceededError, RaysfuError) as exc:
                 status = 429 if isinstance(exc, LimitExceededError) else 503
@@ -285,7 +342,16 @@ class Sessions:
                 return
             self.links.attach(joined.participant)
             self._active.add(session)
-            await session.run(joined)
+            await session.run(joined, first)
         finally:
             self._active.discard(session)
             self.links.unregister(sid)
+
+
+def initial_requests(request: rtc.JoinRequest) -> list[rtc.SignalRequest]:
+    """What a JoinRequest asks for beyond the join, as the requests the client would send next: its tracks'
+    AddTrackRequests, then its first offer (in LiveKit's order)."""
+    first = [rtc.SignalRequest(add_track=track) for track in request.add_track_requests]
+    if request.HasField("publisher_offer"):
+        first.append(rtc.SignalRequest(offer=request.publisher_offer))
+    return first

@@ -1,8 +1,11 @@
-"""One participant's two peer connections (LiveKit's dual-PC model) and its data channels.
+"""One participant's peer connections and its data channels.
 
-The subscriber PC is offered by the server and carries the server-created "_reliable" and "_lossy" channels
-that deliver data to the client; the publisher PC is offered by the client, whose own channels carry the
-data it sends. Remote ICE candidates that arrive before their PC has a remote description are held.
+On `/rtc` (LiveKit's dual-PC model) the subscriber PC is offered by the server and carries the
+server-created "_reliable" and "_lossy" channels that deliver data to the client; the publisher PC is
+offered by the client, whose own channels carry the data it sends. On `/rtc/v1` (`single_pc`) there is
+only the client's PC: it carries the client's tracks, data both ways on the client's channels (as LiveKit
+sends it), and the down tracks (on the m-lines the client offers to receive). Remote ICE candidates that
+arrive before their PC has a remote description are held.
 """
 
 import asyncio
@@ -17,7 +20,7 @@ from actors.errors import CandidateError, NotFoundError, SdpError
 from actors.media.data import DATA_LABELS, LOSSY_LABEL, RELIABLE_LABEL
 from actors.media.hooks import start_transceivers
 from actors.media.ratelog import RateLimitedLog
-from actors.media.sdp import check_sdp
+from actors.media.sdp import check_sdp, offer_sections
 from actors.tasks import spawn
 
 log = logging.getLogger(__name__)
@@ -47,8 +50,10 @@ class ParticipantPeers:
         identity: str,
         config: Callable[[], RTCConfiguration],
         on_data: DataHandler,
+        single_pc: bool = False,
     ) -> None:
         self.room = room
+        self.single_pc = single_pc
         self.sid = sid
         self.identity = identity
         self.closed = False
@@ -71,10 +76,23 @@ class ParticipantPeers:
     def subscriber_pc(self) -> RTCPeerConnection:
         """The subscriber PC (created with its data channels on first use)."""
         self._check_open()
+        if self.single_pc:
+            raise SdpError("a single peer connection has no subscriber PC")
         return self._pcs.get(SUBSCRIBER) or self._new_subscriber()
 
+    def client_pc(self) -> RTCPeerConnection | None:
+        """With one PC: that PC, once the client's first offer created it."""
+        self._check_open()
+        return self._pcs.get(PUBLISHER)
+
     def subscriber_media_sections(self) -> int:
-        """The audio and video m-lines of the last subscriber offer (0 before the first)."""
+        """The audio and video m-lines of the last subscriber offer (0 before the first); with one PC,
+        those of the client's last offer that it offers to receive on."""
+        if self.single_pc:
+            pc = self._pcs.get(PUBLISHER)
+            offer = pc.remoteDescription if pc is not None else None
+            sections = offer_sections(offer.sdp) if offer is not None else []
+            return sum(s.kind in ("audio", "video") and s.direction == "recvonly" for s in sections)
         pc = self._pcs.get(SUBSCRIBER)
         if pc is None or pc.localDescription is None:
             return 0
@@ -154,6 +172,8 @@ class ParticipantPeers:
 
     async def add_ice_candidate(self, target: int, candidate: RTCIceCandidate) -> None:
         self._check_open()
+        if self.single_pc:
+            target = PUBLISHER  # the SDKs may name either target; there is one PC
         pc = self._pcs.get(target)
         if pc is None or target not in self._remote_set:
             pending = self._pending[target]
@@ -237,6 +257,15 @@ class ParticipantPeers:
             label: str = channel.label
             if label not in DATA_LABELS:
                 return  # "_data_track" and anything else: not data packets
+            if self.single_pc:
+                # With one PC, data for the client goes back on its own channels, as LiveKit sends it
+                # (livekit-client 2.23.0 listens for no channel of ours there).
+                self._channels[label] = channel
+                if label == RELIABLE_LABEL:
+                    if channel.readyState == "open":
+                        self._flush_backlog()
+                    else:
+                        channel.on("open", self._flush_backlog)
 
             @channel.on("message")
             def on_message(message: bytes | str) -> None:

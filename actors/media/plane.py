@@ -51,6 +51,7 @@ class PublisherAnswer:
     sdp: str
     bound: list[BoundTrack]
     ended: list[str]  # track sids whose m-line the client stopped
+    mid_to_track_id: dict[str, str]  # with one PC: the m-lines that carry tracks to the client
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,10 @@ class MediaPlane:
         # removal drops all of it, whatever state its transceivers reached (a PC the client closed first
         # has them stopped already).
         self._carried: dict[str, dict[RTCRtpTransceiver, set[str]]] = {}
+        # With one PC: subscriber sid -> its subscriptions waiting for an m-line (track sid -> publisher
+        # sid), and the m-lines of each kind asked of the client for them since its last offer.
+        self._unplaced: dict[str, dict[str, str]] = {}
+        self._requested: dict[str, Counter[str]] = {}
         self._remb_task: asyncio.Task[None] | None = None
         self.counters: Counter[str] = Counter()
         key = relay_key if relay_key is not None else cluster_relay_key()
@@ -126,6 +131,10 @@ class MediaPlane:
                 hooks.tap_transport(transceiver.receiver.transport)
                 mid = transceiver.mid
                 section = by_mid.get(mid) if mid is not None else None
+                if section is not None and peers.single_pc and hooks.offered_to_receive(transceiver):
+                    # Chrome leaves out of its next offers, new m-lines included, the extensions an answer
+                    # declined: its simulcast offer then fails for want of the rid ones (we never send them).
+                    hooks.add_header_extensions(transceiver, _rid_extensions(section))
                 if section is None or not section.sending:
                     continue
                 if mid in mine:  # aiortc renegotiates extensions from scratch: re-apply the rid patch
@@ -142,6 +151,8 @@ class MediaPlane:
                             cid, track.track_sid, section.mid, track.kind, track.mime_type, list(track.rids)
                         )
                     )
+            if peers.single_pc:
+                self._place_unplaced(sid, pc)
             return lambda answer: accept_simulcast(answer, accepted) if accepted else answer
 
         answer = await peers.publisher_offer(sdp, on_remote)
@@ -153,16 +164,15 @@ class MediaPlane:
         for track_sid in ended:
             await self.stop_track(track_sid)
         self._ensure_remb()
-        return PublisherAnswer(answer, bound, ended)
+        mids = self.mid_to_track_id(sid) if peers.single_pc else {}
+        return PublisherAnswer(answer, bound, ended, mids)
 
     def _accept_rids(
         self, transceiver: RTCRtpTransceiver, section: OfferSection, accepted: dict[str, OfferSection]
     ) -> None:
         if len(section.rids) < 2 or section.simulcast is None:
             return
-        hooks.add_header_extensions(
-            transceiver, {u: i for u, i in section.extensions.items() if u in (RID_URI, REPAIRED_RID_URI)}
-        )
+        hooks.add_header_extensions(transceiver, _rid_extensions(section))
         accepted[section.mid] = section
 
     def _bind(
@@ -313,7 +323,9 @@ class MediaPlane:
 
     # ----- subscribing -----
 
-    async def subscribe(self, sub_sid: str, track_sid: str, publisher_sid: str) -> DownTrack:
+    async def subscribe(self, sub_sid: str, track_sid: str, publisher_sid: str) -> DownTrack | None:
+        """Send the track to the subscriber on an m-line of its own; None when, on one PC, it waits for the
+        client to offer one more m-line (see media_sections_requirement)."""
         key = (sub_sid, track_sid)
         existing = self.downs.get(key)
         if existing is not None:
@@ -321,8 +333,15 @@ class MediaPlane:
         up = self.ups.get(track_sid)
         if up is None:
             raise NotFoundError(f"track {track_sid} is not on {self.name}")
-        pc = self._peer(sub_sid).subscriber_pc()
-        used = self._sub_transceivers.setdefault(sub_sid, {})
+        peers = self._peer(sub_sid)
+        if peers.single_pc:
+            pc = peers.client_pc()
+            transceiver = self._client_m_line(sub_sid, pc, up, track_sid) if pc is not None else None
+            if transceiver is None:
+                self._unplaced.setdefault(sub_sid, {})[track_sid] = publisher_sid
+                return None
+            return self._attach(sub_sid, up, track_sid, publisher_sid, transceiver)
+        pc = peers.subscriber_pc()
         transceiver = self._reusable(sub_sid, up, track_sid)
         if transceiver is not None:
             transceiver.direction = "sendonly"  # its sender keeps its SSRC, seq and timestamps run on
@@ -332,14 +351,81 @@ class MediaPlane:
             preferences = self._codec_preferences(up)
             if preferences:
                 transceiver.setCodecPreferences(preferences)
+        return self._attach(sub_sid, up, track_sid, publisher_sid, transceiver)
+
+    def _attach(
+        self, sub_sid: str, up: UpTrack, track_sid: str, publisher_sid: str, transceiver: RTCRtpTransceiver
+    ) -> DownTrack:
         self._carried.setdefault(sub_sid, {}).setdefault(transceiver, set()).add(track_sid)
         sender = hooks.passthrough_sender(transceiver.sender)
         hooks.label_sender(sender, f"{publisher_sid}|{track_sid}", track_sid)
         down = DownTrack(sub_sid, up, sender)
         up.downs[sub_sid] = down
-        self.downs[key] = down
-        used[track_sid] = transceiver
+        self.downs[(sub_sid, track_sid)] = down
+        self._sub_transceivers.setdefault(sub_sid, {})[track_sid] = transceiver
         return down
+
+    def _client_m_line(
+        self, sub_sid: str, pc: RTCPeerConnection, up: UpTrack, track_sid: str
+    ) -> RTCRtpTransceiver | None:
+        """With one PC: an m-line the client offered to receive on, for the track, answered sendonly from
+        now on: an idle one (as on two PCs), else one never used. Its codecs are cut down to the track's
+        now, for the answer being made, and by preference for every later offer."""
+        transceiver = self._reusable(sub_sid, up, track_sid)
+        if transceiver is None:
+            transceiver = next(
+                (
+                    t
+                    for t in pc.getTransceivers()
+                    if t.kind == up.kind
+                    and t.mid is not None
+                    and not t.stopped
+                    and t not in self._carried.get(sub_sid, {})
+                    and hooks.offered_to_receive(t)
+                ),
+                None,
+            )
+        if transceiver is None:
+            return None
+        preferences = self._codec_preferences(up)
+        if preferences:
+            transceiver.setCodecPreferences(preferences)
+            hooks.restrict_codecs(transceiver, preferences)
+        transceiver.direction = "sendonly"
+        return transceiver
+
+    def _place_unplaced(self, sub_sid: str, pc: RTCPeerConnection) -> None:
+        """With one PC, during a client offer: the subscriptions that wait for an m-line take the free
+        ones this offer has."""
+        waiting = self._unplaced.get(sub_sid, {})
+        for track_sid, publisher_sid in list(waiting.items()):
+            up = self.ups.get(track_sid)
+            if up is None:  # unpublished meanwhile
+                del waiting[track_sid]
+                continue
+            transceiver = self._client_m_line(sub_sid, pc, up, track_sid)
+            if transceiver is not None:
+                del waiting[track_sid]
+                self._attach(sub_sid, up, track_sid, publisher_sid, transceiver)
+        self._requested.pop(sub_sid, None)  # what was asked for came with this offer, or never will
+
+    def media_sections_requirement(self, sub_sid: str) -> tuple[int, int]:
+        """With one PC: how many more audio and video m-lines to ask the client for (LiveKit's
+        MediaSectionsRequirement), for the subscriptions waiting for one and not asked for yet."""
+        waiting = Counter(self.ups[t].kind for t in self._unplaced.get(sub_sid, {}) if t in self.ups)
+        asked = self._requested.setdefault(sub_sid, Counter())
+        audios = max(0, waiting["audio"] - asked["audio"])
+        videos = max(0, waiting["video"] - asked["video"])
+        asked.update(audio=audios, video=videos)
+        return audios, videos
+
+    def mid_to_track_id(self, sub_sid: str) -> dict[str, str]:
+        """The m-lines that carry tracks to this subscriber: mid -> track sid."""
+        return {
+            t.mid: track_sid
+            for track_sid, t in self._sub_transceivers.get(sub_sid, {}).items()
+            if t.mid is not None
+        }
 
     def _reusable(self, sub_sid: str, up: UpTrack, track_sid: str) -> RTCRtpTransceiver | None:
         """An idle m-line of this subscriber for the track: of its kind and codec, negotiated idle (the SDKs
@@ -375,6 +461,7 @@ class MediaPlane:
         return chosen + [c for c in capabilities if c.mimeType.lower().endswith("/rtx")]
 
     async def unsubscribe(self, sub_sid: str, track_sid: str) -> None:
+        self._unplaced.get(sub_sid, {}).pop(track_sid, None)
         down = self.downs.pop((sub_sid, track_sid), None)
         if down is not None:
             down.close()
@@ -406,6 +493,8 @@ class MediaPlane:
         self._sub_transceivers.pop(sid, None)
         self._freed.pop(sid, None)
         self._carried.pop(sid, None)
+        self._unplaced.pop(sid, None)
+        self._requested.pop(sid, None)
 
     # ----- REMB policy -----
 
@@ -486,6 +575,7 @@ class MediaPlane:
             "published_tracks": len(self.published),
             "down_tracks": len(self.downs),
             "subscriber_transceivers": sum(len(t) for t in self._sub_transceivers.values()),
+            "unplaced_subscriptions": sum(len(t) for t in self._unplaced.values()),
             "relay_out_targets": sum(
                 len(up.relay.stats()) for up in self.ups.values() if up.relay is not None
             ),
@@ -498,6 +588,10 @@ class MediaPlane:
             "drops": dict(hooks.counters) | dict(tasks.errors),
             "relay": dict(self.counters),
         }
+
+
+def _rid_extensions(section: OfferSection) -> dict[str, int]:
+    return {u: i for u, i in section.extensions.items() if u in (RID_URI, REPAIRED_RID_URI)}
 
 
 def _codec_of(up: UpTrack) -> str | None:

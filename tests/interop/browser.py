@@ -85,3 +85,12 @@ async def browser_condition(page: Page, expression: str, what: str, timeout: flo
             f"the browser never got {what} in {timeout} s; state: {json.dumps(state)}"
         ) from None
     return await handle.json_value()
+
+
+async def decoded_video(page: Page, sid: str, frames: int, what: str) -> dict[str, Any]:
+    """window.__video[sid] once the browser decoded `frames` frames of that track (`what`, for the error)."""
+    expression = (
+        f"(() => {{ const v = window.__video['{sid}']; return v && v.framesDecoded >= {frames} && v; }})()"
+    )
+    state: dict[str, Any] = await browser_condition(page, expression, what)
+    return state

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from livekit import api as lkapi
 from livekit import rtc
@@ -143,12 +144,15 @@ async def connect(server: Server, token: MintToken) -> AsyncIterator[Connect]:
         metadata: str | None = None,
         attributes: dict[str, str] | None = None,
         auto_subscribe: bool = True,
+        single_peer_connection: bool | None = None,
         **grants: Any,
     ) -> rtc.Room:
         jwt = token(identity, room, name=name, metadata=metadata, attributes=attributes, **grants)
         client = rtc.Room()
         rooms.append(client)
-        await client.connect(server.url, jwt, rtc.RoomOptions(auto_subscribe=auto_subscribe))
+        options = rtc.RoomOptions(auto_subscribe=auto_subscribe)
+        options.single_peer_connection = single_peer_connection
+        await client.connect(server.url, jwt, options)
         return client
 
     yield join
@@ -184,6 +188,13 @@ async def page(browser: Browser) -> AsyncIterator[Page]:
     context = await browser.new_context()
     yield await context.new_page()
     await context.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """A plain HTTP/WebSocket client, for requests no SDK would make."""
+    async with aiohttp.ClientSession() as session:
+        yield session
 
 
 @pytest.fixture

@@ -650,6 +650,7 @@ async def inbound_rtp(room: rtc.Room) -> list[dict[str, Any]]:
 # {
 #   "participants": ["PA_...", ...],     # the sids this worker hosts
 #   "subscriber_m_lines": {"PA_...": int},  # audio and video m-lines of each one's last subscriber offer
+#                                          # (one PC: the recvonly ones of its client's last offer)
 #   "tracks": {
 #     "TR_...": {                         # an up track: fed by its publisher here, or by the relay
 #       "kind": "audio" | "video", "publisher": "PA_...", "muted": bool,
@@ -728,7 +729,8 @@ def egress_packets(stats: dict[str, dict[str, Any]], track_sid: str, subscriber_
 
 
 def subscriber_m_lines(stats: dict[str, dict[str, Any]], participant_sid: str) -> int:
-    """The audio and video m-lines of the participant's last subscriber offer."""
+    """The audio and video m-lines of the participant's last subscriber offer (with one PC: those its
+    client's last offer has to receive on)."""
     worker = worker_of(stats, participant_sid)
     return int(stats[worker]["subscriber_m_lines"][participant_sid])
 

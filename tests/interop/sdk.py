@@ -25,7 +25,8 @@ class MintToken(Protocol):
 
 
 class Connect(Protocol):
-    """The `connect` fixture: an rtc.Room connected to the server; disconnected at teardown."""
+    """The `connect` fixture: an rtc.Room connected to the server; disconnected at teardown.
+    `single_peer_connection`: the SDK's choice between /rtc/v1 (its default) and /rtc (False)."""
 
     async def __call__(
         self,
@@ -36,6 +37,7 @@ class Connect(Protocol):
         metadata: str | None = None,
         attributes: dict[str, str] | None = None,
         auto_subscribe: bool = True,
+        single_peer_connection: bool | None = None,
         **grants: Any,
     ) -> rtc.Room: ...
 

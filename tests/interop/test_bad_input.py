@@ -6,7 +6,6 @@ A raw WebSocket client (aiohttp) plays the misbehaving participant; real SDK cli
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -49,12 +48,6 @@ class RawClient:
         response = (await self.next("request_response")).request_response
         assert response.reason != rtc.RequestResponse.OK
         return response
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def raw_join(http: aiohttp.ClientSession, server: Server, jwt: str) -> RawClient:

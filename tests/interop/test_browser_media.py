@@ -10,15 +10,22 @@ from urllib.parse import urlencode
 import pytest
 from playwright.async_api import Page
 
-from tests.interop.browser import browser_condition, browser_event
+from tests.interop.browser import browser_event, decoded_video
 from tests.interop.media import SILENCE_RMS, MediaSession
 from tests.interop.sdk import Connect, MintToken, Server, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
 
-async def open_room(page: Page, page_url: str, server: Server, jwt: str, publish: bool) -> None:
-    query = {"url": server.url, "token": jwt, **({"publish": "1"} if publish else {})}
+async def open_room(
+    page: Page, page_url: str, server: Server, jwt: str, publish: bool, v0: bool = False
+) -> None:
+    query = {
+        "url": server.url,
+        "token": jwt,
+        **({"publish": "1"} if publish else {}),
+        **({"v0": "1"} if v0 else {}),
+    }
     await page.goto(f"{page_url}?{urlencode(query)}")
     joined = await browser_event(page, "e => e.ev === 'connected' || e.ev === 'connectFailed'")
     assert joined["ev"] == "connected", joined
@@ -75,14 +82,13 @@ async def test_browser_decodes_python_video(
     )
     decoded = await browser_event(page, f"e => e.ev === 'videoDecoded' && e.sid === '{video_sid}'")
     assert decoded["width"] > 0 and decoded["height"] > 0, decoded
-    state = await browser_condition(
-        page,
-        f"(() => {{ const v = window.__video['{video_sid}']; return v && v.framesDecoded >= 20 && v; }})()",
-        "20 decoded frames of alice's video",
-    )
+    state = await decoded_video(page, video_sid, 20, "20 decoded frames of alice's video")
     assert (state["width"], state["height"]) == (pub.width, pub.height), state
 
 
+@pytest.mark.parametrize(
+    ("v0", "pc", "m_lines"), [(True, "subscriber", 1), (False, "publisher", 3)], ids=["rtc", "rtc-v1"]
+)
 async def test_browser_decodes_a_republished_video_on_its_reused_m_line(
     page: Page,
     page_url: str,
@@ -91,25 +97,25 @@ async def test_browser_decodes_a_republished_video_on_its_reused_m_line(
     connect: Connect,
     media: MediaSession,
     room_name: str,
+    v0: bool,
+    pc: str,
+    m_lines: int,
 ) -> None:
-    """The browser's subscriber m-line freed by alice's unpublished video carries her next one."""
-    await open_room(page, page_url, server, token("browser", room_name), publish=False)
+    """The browser's subscriber m-line freed by alice's unpublished video carries her next one (on
+    /rtc/v1: one of the 3 video m-lines its first offer had, and it asks for no more)."""
+    await open_room(page, page_url, server, token("browser", room_name), publish=False, v0=v0)
     alice = await connect("alice", room_name)
     for round in range(3):
         pub = await media.publish(alice, audio=False)
         assert pub.video_publication is not None
         sid = pub.video_publication.sid
-        await browser_condition(
-            page,
-            f"(() => {{ const v = window.__video['{sid}']; return v && v.framesDecoded >= 10 && v; }})()",
-            f"round {round}: 10 decoded frames of alice's video",
-        )
+        await decoded_video(page, sid, 10, f"round {round}: 10 decoded frames of alice's video")
         await pub.stop()
         await alice.local_participant.unpublish_track(sid)
         await browser_event(page, f"e => e.ev === 'trackUnsubscribed' && e.sid === '{sid}'")
         await asyncio.sleep(2.0)  # the renegotiation that idles the browser's m-line
     sections = await page.evaluate(
-        "window.__room.engine.pcManager.subscriber.pc.localDescription.sdp.split('\\n')"
+        f"window.__room.engine.pcManager.{pc}.pc.localDescription.sdp.split('\\n')"
         ".filter(l => l.startsWith('m=video')).length"
     )
-    assert sections == 1
+    assert sections == m_lines

@@ -175,12 +175,6 @@ def _errors_since(srv: Server, offset: int) -> list[str]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def bystanders(fuzz_server: Server) -> AsyncIterator[Bystanders]:
     media = MediaSession()
     watched = Bystanders(fuzz_server, media)

@@ -36,12 +36,6 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
 async def clients(limited: Server) -> AsyncIterator[list[rtc.Room]]:
     rooms: list[rtc.Room] = []
     yield rooms

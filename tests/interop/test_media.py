@@ -222,14 +222,16 @@ async def test_unsubscribe_stops_media_and_resubscribe_resumes_it(
     await rx.wait_tone(10.0, identity="alice", since=resumed)
 
 
+@pytest.mark.parametrize(("single_pc", "m_lines"), [(False, 2), (True, 6)], ids=["rtc", "rtc-v1"])
 async def test_republished_tracks_reuse_the_subscribers_freed_m_lines(
-    connect: Connect, media: MediaSession, room_name: str
+    connect: Connect, media: MediaSession, room_name: str, single_pc: bool, m_lines: int
 ) -> None:
     """An m-line freed by an unsubscription carries the next subscription of its kind (as LiveKit reuses
     transceivers), so a subscriber's SDP does not grow: alice unpublishes and publishes again five times,
-    and bob ends with one audio and one video m-line, and her media."""
+    and bob ends with one audio and one video m-line (on /rtc/v1: the 3 + 3 his first offer had), and her
+    media."""
     alice = await connect("alice", room_name)
-    bob = await connect("bob", room_name)
+    bob = await connect("bob", room_name, single_peer_connection=single_pc)
     rx = media.receive(bob)
     events = Events(bob, "track_unpublished")
     for round in range(5):
@@ -251,7 +253,7 @@ async def test_republished_tracks_reuse_the_subscribers_freed_m_lines(
             await events.wait("track_unpublished", lambda pb, p, sid=sid: pb.sid == sid)
         await asyncio.sleep(QUIET)  # bob's renegotiation that idles the m-lines
     stats = await media_stats(DASHBOARD_PORT)
-    assert subscriber_m_lines(stats, bob.local_participant.sid) == 2
+    assert subscriber_m_lines(stats, bob.local_participant.sid) == m_lines
 
 
 async def test_unpublish_is_seen_and_the_other_track_keeps_flowing(

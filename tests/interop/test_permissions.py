@@ -12,11 +12,9 @@ come back when allowed again. The browser SDK (livekit-client) reports the updat
 """
 
 import asyncio
-from collections.abc import AsyncIterator
 from urllib.parse import urlencode
 
 import aiohttp
-import pytest
 from livekit import rtc
 from livekit.protocol import rtc as signal
 from playwright.async_api import Page
@@ -27,12 +25,6 @@ from tests.interop.sdk import Connect, Events, MintToken, Server, wait_for
 from tests.interop.test_bad_input import RawClient, raw_join
 
 GRACE = 1.0  # for what was in flight when a subscription went
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def permission_updates(raw: RawClient, count: int) -> dict[str, signal.SubscriptionPermissionUpdate]:

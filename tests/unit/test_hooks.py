@@ -240,3 +240,28 @@ async def test_a_connect_step_after_the_ice_transport_closed_is_not_an_error() -
         await offerer.close()
         await answerer.close()
     assert [e for e in errors if "InvalidStateError" in repr(e.get("exception"))] == []
+
+
+async def test_a_client_offered_receive_m_line_is_found_and_narrowed_to_one_codec() -> None:
+    """/rtc/v1: the client offers recvonly m-lines; we answer one sendonly with only the track's codec."""
+    client = RTCPeerConnection()
+    client.addTransceiver("video", direction="recvonly")
+    client.addTransceiver("audio", direction="sendonly")
+    await client.setLocalDescription(await client.createOffer())
+    server = RTCPeerConnection()
+    await server.setRemoteDescription(client.localDescription)
+    video, audio = server.getTransceivers()
+    assert hooks.offered_to_receive(video) and not hooks.offered_to_receive(audio)
+    capabilities = RTCRtpSender.getCapabilities("video").codecs
+    vp8 = [c for c in capabilities if c.mimeType == "video/VP8"] + [
+        c for c in capabilities if c.mimeType == "video/rtx"
+    ]
+    assert len(hooks.negotiated_codecs(video)) > 2
+    hooks.restrict_codecs(video, vp8)
+    assert [c.mimeType for c in hooks.negotiated_codecs(video)] == ["video/VP8", "video/rtx"]
+    video.direction = "sendonly"
+    await server.setLocalDescription(await server.createAnswer())
+    section = server.localDescription.sdp.split("m=video")[1].split("m=audio")[0]
+    assert "a=sendonly" in section and "VP8/90000" in section and "H264" not in section
+    await client.close()
+    await server.close()

@@ -27,7 +27,9 @@ ordinary aiortc peers in the same process, e.g. test clients, keep decoding and 
   `_handle_rtcp_packet` serves NACKs from its own history (RTX with `_rtx_ssrc`), passes PLI/FIR and
   REMB to its listener and keeps the subscriber's last receiver report (RtcpReceiverInfo). Uses `_ssrc`,
   `_stream_id`, `_track_id`.
-Also: `RTCRtpTransceiver._codecs/_headerExtensions` (negotiated parameters, rid extension patch),
+Also: `RTCRtpTransceiver._codecs/_headerExtensions` (negotiated parameters, rid extension patch, codecs
+narrowed for a client-offered m-line: restrict_codecs, with `aiortc.rtcpeerconnection.
+filter_preferred_codecs`), `RTCRtpTransceiver._offerDirection` (offered_to_receive),
 `RTCPeerConnection._RTCPeerConnection__connect` (starts senders added by a renegotiation; wrapped
 process-wide by install() so that a connection closed meanwhile is not an error),
 `RTCPeerConnection._RTCPeerConnection__sctp._bundled` (fix_sctp_bundle),
@@ -65,6 +67,8 @@ from actors.media.hooks.rtcpeerconnection import (
     fix_sctp_bundle,
     negotiated_codecs,
     negotiated_extensions,
+    offered_to_receive,
+    restrict_codecs,
     start_transceivers,
 )
 from actors.media.hooks.rtcrtpreceiver import MAX_LEARNED_SSRCS, TapReceiver, tap_receiver
@@ -93,8 +97,10 @@ __all__ = [
     "label_sender",
     "negotiated_codecs",
     "negotiated_extensions",
+    "offered_to_receive",
     "passthrough_sender",
     "query_consent",
+    "restrict_codecs",
     "restrict_host_addresses",
     "restrict_host_ports",
     "start_transceivers",

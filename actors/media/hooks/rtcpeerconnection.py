@@ -6,7 +6,9 @@ from collections.abc import Awaitable, Callable
 
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 from aiortc.exceptions import InvalidStateError
+from aiortc.rtcpeerconnection import filter_preferred_codecs
 from aiortc.rtcrtpparameters import (
+    RTCRtpCodecCapability,
     RTCRtpCodecParameters,
     RTCRtpHeaderExtensionParameters,
 )
@@ -21,6 +23,20 @@ def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParamet
 
 def negotiated_extensions(transceiver: RTCRtpTransceiver) -> dict[str, int]:
     return {e.uri: e.id for e in transceiver._headerExtensions}
+
+
+def offered_to_receive(transceiver: RTCRtpTransceiver) -> bool:
+    """Whether the remote offer's m-line only receives (recvonly): the client offers it for us to send on."""
+    direction: str | None = transceiver._offerDirection  # the remote's direction, from our side
+    return direction == "sendonly"
+
+
+def restrict_codecs(transceiver: RTCRtpTransceiver, preferences: list[RTCRtpCodecCapability]) -> None:
+    """Narrow the codecs negotiated by the offer being answered to `preferences` (with their RTX), as
+    setCodecPreferences would have before the offer was applied; unchanged when none of them is common."""
+    narrowed = filter_preferred_codecs(transceiver._codecs, preferences)
+    if narrowed:
+        transceiver._codecs = narrowed
 
 
 def add_header_extensions(transceiver: RTCRtpTransceiver, extensions: dict[str, int]) -> None:

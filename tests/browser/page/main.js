@@ -1,6 +1,6 @@
 // Joins the room given by ?url=&token= and records what happens in window.__log, for the tests to read
 // (page.wait_for_function / page.evaluate). window.__room is the livekit-client Room, for tests that drive it.
-// ?publish=1 also publishes the (fake) camera and microphone once connected.
+// ?publish=1 also publishes the (fake) camera and microphone once connected; ?v0=1 joins on /rtc (two PCs).
 // Every subscribed video track is attached to a <video> element; window.__video[trackSid] counts its decoded
 // frames (inbound-rtp framesDecoded, polled) and rendered frames (requestVideoFrameCallback), and the log gets
 // one 'videoDecoded' entry per track once it has a decoded frame with a size.
@@ -87,7 +87,8 @@ async function publish(room) {
 
 async function main() {
   const query = new URLSearchParams(location.search);
-  const room = new Room();
+  // ?v0=1: two peer connections on /rtc (the SDK's default is one, on /rtc/v1)
+  const room = new Room(query.get('v0') === '1' ? { singlePeerConnection: false } : {});
   window.__room = room;
   // Listeners go on before connect(): events can arrive before Connected.
   room
