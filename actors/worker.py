@@ -158,6 +158,7 @@ class MediaWorker(Host):
     async def host_forwarder(self, room: str, info: models.TrackInfo, publisher: ActorRef) -> ActorRef:
         forwarder = TrackForwarder(self, room, info, publisher)
         self.add(info.sid, forwarder)
+        self._media.announce_layers(info.sid, [(la.quality, la.width, la.height) for la in info.layers])
         return forwarder.ref
 
     # ----- the gateways' traffic -----------------------------------------------------------------------
@@ -319,8 +320,10 @@ class MediaWorker(Host):
 
     async def set_subscription_settings(
         self, sub_sid: str, track_sid: str, disabled: bool, quality: int, width: int, height: int
-    ) -> None:
-        await self._media.set_subscription_settings(sub_sid, track_sid, disabled, quality, width, height)
+    ) -> int | None:
+        return await self._media.set_subscription_settings(
+            sub_sid, track_sid, disabled, quality, width, height
+        )
 
     async def media_stats(self) -> dict[str, Any]:
         return {

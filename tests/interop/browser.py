@@ -12,10 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
+from bench.server import Server
 
 PAGE_DIR = Path(__file__).parents[1] / "browser" / "page"
 CHROMIUM = "/usr/bin/chromium"  # Debian's; never `playwright install`
@@ -85,3 +88,14 @@ async def browser_condition(page: Page, expression: str, what: str, timeout: flo
             f"the browser never got {what} in {timeout} s; state: {json.dumps(state)}"
         ) from None
     return await handle.json_value()
+
+
+async def open_room(
+    page: Page, page_url: str, server: Server, jwt: str, publish: bool, **options: str
+) -> None:
+    """Load the page into the room `jwt` is for (publishing with `publish`; `options`: more of the page's
+    query, e.g. dynacast="1"), and wait until it is connected."""
+    query = {"url": server.url, "token": jwt, **({"publish": "1"} if publish else {}), **options}
+    await page.goto(f"{page_url}?{urlencode(query)}")
+    joined = await browser_event(page, "e => e.ev === 'connected' || e.ev === 'connectFailed'")
+    assert joined["ev"] == "connected", joined

@@ -5,23 +5,15 @@ the test pattern (tests/interop/media.py). Each side decodes the other's media.
 """
 
 import asyncio
-from urllib.parse import urlencode
 
 import pytest
 from playwright.async_api import Page
 
-from tests.interop.browser import browser_condition, browser_event
+from tests.interop.browser import browser_condition, browser_event, open_room
 from tests.interop.media import SILENCE_RMS, MediaSession
 from tests.interop.sdk import Connect, MintToken, Server, wait_for
 
 pytestmark = pytest.mark.timeout(90)
-
-
-async def open_room(page: Page, page_url: str, server: Server, jwt: str, publish: bool) -> None:
-    query = {"url": server.url, "token": jwt, **({"publish": "1"} if publish else {})}
-    await page.goto(f"{page_url}?{urlencode(query)}")
-    joined = await browser_event(page, "e => e.ev === 'connected' || e.ev === 'connectFailed'")
-    assert joined["ev"] == "connected", joined
 
 
 async def test_python_client_decodes_browser_camera_and_microphone(
