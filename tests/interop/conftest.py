@@ -143,12 +143,15 @@ async def connect(server: Server, token: MintToken) -> AsyncIterator[Connect]:
         metadata: str | None = None,
         attributes: dict[str, str] | None = None,
         auto_subscribe: bool = True,
+        dynacast: bool = False,
         **grants: Any,
     ) -> rtc.Room:
         jwt = token(identity, room, name=name, metadata=metadata, attributes=attributes, **grants)
         client = rtc.Room()
         rooms.append(client)
-        await client.connect(server.url, jwt, rtc.RoomOptions(auto_subscribe=auto_subscribe))
+        await client.connect(
+            server.url, jwt, rtc.RoomOptions(auto_subscribe=auto_subscribe, dynacast=dynacast)
+        )
         return client
 
     yield join

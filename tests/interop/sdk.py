@@ -36,6 +36,7 @@ class Connect(Protocol):
         metadata: str | None = None,
         attributes: dict[str, str] | None = None,
         auto_subscribe: bool = True,
+        dynacast: bool = False,
         **grants: Any,
     ) -> rtc.Room: ...
 

@@ -126,3 +126,51 @@ async def test_a_track_nobody_subscribes_to_stops_until_somebody_does(
     rx = media.receive(bob)
     await wait_active(page, "q,h,f", 5.0)
     await rx.wait_frames(10, 20.0, identity="browser")
+
+
+async def test_python_publisher_stops_the_layers_nobody_needs(
+    connect: Connect, media: MediaSession, room_name: str
+) -> None:
+    alice = await connect("alice", room_name, dynacast=True)
+    bob = await connect("bob", room_name)
+    rx = media.receive(bob)
+    pub = await media.publish(alice, width=1280, height=720, fps=20, simulcast=True, audio=False)
+    assert pub.video_publication is not None
+    sid = pub.video_publication.sid
+    await rx.wait_frames(10, 20.0, identity="alice")
+    await wait_for(lambda: sid in bob.remote_participants["alice"].track_publications, 5.0, "the publication")
+    publication = bob.remote_participants["alice"].track_publications[sid]
+    assert await receiving(sid) == {"q", "h", "f"}
+
+    publication.set_video_quality(rtc.VideoQuality.VIDEO_QUALITY_LOW)
+    await asyncio.sleep(PAUSE_DELAY + 1.0)
+    assert await receiving(sid) == {"q"}
+    publication.set_video_quality(rtc.VideoQuality.VIDEO_QUALITY_HIGH)
+    await asyncio.sleep(1.0)
+    assert await receiving(sid) == {"q", "h", "f"}
+
+
+async def test_a_disabled_subscription_needs_no_layer(
+    page: Page,
+    page_url: str,
+    server: Server,
+    token: MintToken,
+    connect: Connect,
+    media: MediaSession,
+    room_name: str,
+) -> None:
+    """The browser, the only subscriber, disables the Python publisher's video: no layer is needed."""
+    await open_room(page, page_url, server, token("browser", room_name), publish=False)
+    alice = await connect("alice", room_name, dynacast=True)
+    pub = await media.publish(alice, width=1280, height=720, fps=20, simulcast=True, audio=False)
+    assert pub.video_publication is not None
+    sid = pub.video_publication.sid
+    await browser_event(page, f"e => e.ev === 'videoDecoded' && e.sid === '{sid}'")
+    publication = f"window.__room.remoteParticipants.get('alice').trackPublications.get('{sid}')"
+
+    await page.evaluate(f"{publication}.setEnabled(false)")
+    await asyncio.sleep(PAUSE_DELAY + 1.0)
+    assert await receiving(sid) == set()
+    await page.evaluate(f"{publication}.setEnabled(true)")
+    await asyncio.sleep(1.0)
+    assert await receiving(sid) == {"q", "h", "f"}
