@@ -99,3 +99,8 @@ async def open_room(
     await page.goto(f"{page_url}?{urlencode(query)}")
     joined = await browser_event(page, "e => e.ev === 'connected' || e.ev === 'connectFailed'")
     assert joined["ev"] == "connected", joined
+
+
+def remote_publication(identity: str, track_sid: str) -> str:
+    """A page expression: the RemoteTrackPublication of `identity`'s track `track_sid` (livekit-client)."""
+    return f"window.__room.remoteParticipants.get('{identity}').trackPublications.get('{track_sid}')"

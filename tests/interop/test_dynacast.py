@@ -14,7 +14,7 @@ import pytest
 from livekit import rtc
 from playwright.async_api import Page
 
-from tests.interop.browser import browser_event, open_room
+from tests.interop.browser import browser_event, open_room, remote_publication
 from tests.interop.conftest import DASHBOARD_PORT
 from tests.interop.media import MediaSession, media_stats
 from tests.interop.sdk import Connect, MintToken, Server, wait_for
@@ -166,7 +166,7 @@ async def test_a_disabled_subscription_needs_no_layer(
     assert pub.video_publication is not None
     sid = pub.video_publication.sid
     await browser_event(page, f"e => e.ev === 'videoDecoded' && e.sid === '{sid}'")
-    publication = f"window.__room.remoteParticipants.get('alice').trackPublications.get('{sid}')"
+    publication = remote_publication("alice", sid)
 
     await page.evaluate(f"{publication}.setEnabled(false)")
     await asyncio.sleep(PAUSE_DELAY + 1.0)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
-from tests.interop.browser import browser_condition, browser_event, open_room
+from tests.interop.browser import browser_condition, browser_event, open_room, remote_publication
 from tests.interop.conftest import DASHBOARD_PORT
 from tests.interop.media import MediaSession, egress_packets, media_stats
 from tests.interop.sdk import Connect, MintToken, Server
@@ -30,11 +30,6 @@ def video_state(sid: str) -> str:
 async def decoded(page: Page, sid: str) -> dict[str, Any]:
     state: dict[str, Any] = await page.evaluate(video_state(sid))
     return state
-
-
-def publication(sid: str) -> str:
-    """The page's RemoteTrackPublication of track `sid` of alice."""
-    return f"window.__room.remoteParticipants.get('alice').trackPublications.get('{sid}')"
 
 
 async def browser_receives(page: Page, sid: str, frames: int, what: str, since: int = 0) -> dict[str, Any]:
@@ -62,7 +57,7 @@ async def test_disabled_track_stops_and_resumes_on_a_keyframe(
     sid = pub.video_publication.sid
     await browser_receives(page, sid, 20, "20 decoded frames of alice's video")
 
-    await page.evaluate(f"{publication(sid)}.setEnabled(false)")
+    await page.evaluate(f"{remote_publication('alice', sid)}.setEnabled(false)")
     await asyncio.sleep(GRACE)
     before, stats_before = await decoded(page, sid), await media_stats(DASHBOARD_PORT)
     await asyncio.sleep(QUIET)
@@ -72,7 +67,7 @@ async def test_disabled_track_stops_and_resumes_on_a_keyframe(
     assert after["bytesReceived"] == before["bytesReceived"], (before, after)
     assert after["framesDecoded"] == before["framesDecoded"], (before, after)
 
-    await page.evaluate(f"{publication(sid)}.setEnabled(true)")
+    await page.evaluate(f"{remote_publication('alice', sid)}.setEnabled(true)")
     resumed = await browser_receives(
         page, sid, 10, "10 decoded frames after enabling the track again", since=after["framesDecoded"]
     )
@@ -96,7 +91,9 @@ async def test_video_dimensions_choose_the_simulcast_layer(
     await browser_receives(page, sid, 10, "10 decoded frames of alice's video")
     # (asked for, decoded height): 225 x 0.9 = 202.5 takes the 360 layer, not the 180 one below the size
     for width, height, layer in ((400, 225, 360), (1280, 720, 720), (320, 180, 180), (640, 340, 360)):
-        await page.evaluate(f"{publication(sid)}.setVideoDimensions({{width: {width}, height: {height}}})")
+        await page.evaluate(
+            f"{remote_publication('alice', sid)}.setVideoDimensions({{width: {width}, height: {height}}})"
+        )
         await browser_condition(
             page,
             f"(() => {{ const v = {video_state(sid)}; return v && v.height === {layer} && v; }})()",
@@ -121,11 +118,12 @@ async def test_settings_sent_before_the_subscription_is_bound_apply_to_it(
     sid = pub.video_publication.sid
     await open_room(page, page_url, server, token("browser", room_name), publish=False, autoSubscribe="0")
     browser_sid = (await browser_event(page, "e => e.ev === 'connected'"))["sid"]
-    await browser_condition(page, f"{publication(sid)} !== undefined", "alice's video publication")
-
-    await page.evaluate(
-        f"(() => {{ const p = {publication(sid)}; p.setSubscribed(true); p.setEnabled(false); }})()"
+    await browser_condition(
+        page, f"{remote_publication('alice', sid)} !== undefined", "alice's video publication"
     )
+
+    at_once = "p.setSubscribed(true); p.setEnabled(false);"
+    await page.evaluate(f"(() => {{ const p = {remote_publication('alice', sid)}; {at_once} }})()")
     await browser_event(page, f"e => e.ev === 'trackSubscribed' && e.sid === '{sid}'")
     await asyncio.sleep(GRACE + QUIET)
     stats = await media_stats(DASHBOARD_PORT)
@@ -133,5 +131,5 @@ async def test_settings_sent_before_the_subscription_is_bound_apply_to_it(
     state = await decoded(page, sid)
     assert state["framesDecoded"] == 0, state
 
-    await page.evaluate(f"{publication(sid)}.setEnabled(true)")
+    await page.evaluate(f"{remote_publication('alice', sid)}.setEnabled(true)")
     await browser_receives(page, sid, 10, "10 decoded frames after enabling the track")
