@@ -133,3 +133,58 @@ async def test_settings_sent_before_the_subscription_is_bound_apply_to_it(
 
     await page.evaluate(f"{remote_publication('alice', sid)}.setEnabled(true)")
     await browser_receives(page, sid, 10, "10 decoded frames after enabling the track")
+
+
+async def test_adaptive_stream_follows_the_video_elements_size_and_visibility(
+    page: Page,
+    page_url: str,
+    server: Server,
+    token: MintToken,
+    connect: Connect,
+    media: MediaSession,
+    room_name: str,
+) -> None:
+    """livekit-client's adaptiveStream asks for the size of the <video> element showing the track, and
+    disables the track while no element shows it."""
+    await open_room(page, page_url, server, token("browser", room_name), publish=False, adaptiveStream="1")
+    browser_sid = (await browser_event(page, "e => e.ev === 'connected'"))["sid"]
+    alice = await connect("alice", room_name)
+    pub = await media.publish(alice, width=1280, height=720, fps=20, simulcast=True, audio=False)
+    assert pub.video_publication is not None
+    sid = pub.video_publication.sid
+    await browser_receives(page, sid, 10, "10 decoded frames of alice's video")
+    for width, height, layer in ((1280, 720, 720), (160, 90, 180), (400, 225, 360)):
+        await page.evaluate(
+            f"document.querySelectorAll('video').forEach((v) => {{ v.style.width = '{width}px';"
+            f" v.style.height = '{height}px'; }})"
+        )
+        await browser_condition(
+            page,
+            f"(() => {{ const v = {video_state(sid)}; return v && v.height === {layer} && v; }})()",
+            f"alice's video at height {layer} in a {width}x{height} element",
+        )
+
+    await page.evaluate("document.querySelectorAll('video').forEach((v) => { v.style.display = 'none'; })")
+    await wait_for_paused(browser_sid, sid, True)
+    await page.evaluate("document.querySelectorAll('video').forEach((v) => { v.style.display = ''; })")
+    await wait_for_paused(browser_sid, sid, False)
+    before = await decoded(page, sid)
+    await browser_receives(page, sid, 10, "10 decoded frames once shown again", since=before["framesDecoded"])
+
+
+async def wait_for_paused(subscriber_sid: str, track_sid: str, paused: bool) -> None:
+    """Until the server's down track of the subscription is (or is not) paused."""
+    for _ in range(20):
+        stats = await media_stats(DASHBOARD_PORT)
+        downs = [
+            t["subscribers"].get(subscriber_sid)
+            for w in stats.values()
+            for t in [w["tracks"].get(track_sid)]
+            if t
+        ]
+        if any(d is not None and d["paused"] == paused for d in downs):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError(
+        f"the subscription of {track_sid} is not {'paused' if paused else 'resumed'}: {downs}"
+    )
