@@ -207,7 +207,6 @@ class TrackForwarder:
             self._publisher_sid,
             "audio" if self._info.type == models.TrackType.AUDIO else "video",
             self._publisher_worker,
-            [layer.rid for layer in self._info.layers if layer.rid],
             source,
         )
         if self._info.muted:

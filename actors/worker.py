@@ -298,12 +298,11 @@ class MediaWorker(Host):
         publisher_sid: str,
         kind: str,
         source_worker: str,
-        rids: list[str],
         source: RelaySource,
     ) -> Address:
         """Take a copy of a track published on `source_worker`; returns the address to send it to."""
         return await self._media.expect_relay(
-            track_sid, publisher_sid, kind, source_worker, rids, source, self._node_ip
+            track_sid, publisher_sid, kind, source_worker, source, self._node_ip
         )
 
     async def add_relay(self, track_sid: str, worker: str, address: Address) -> None:

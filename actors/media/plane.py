@@ -59,6 +59,7 @@ class RelaySource:
 
     address: Address
     params: TrackParams
+    rids: tuple[str, ...]  # its simulcast layers, as negotiated (the SDKs' TrackInfo layers name no rid)
     sizes: dict[str, tuple[int, int]]  # the layers' announced sizes (UpTrack.announced_sizes)
 
 
@@ -257,7 +258,8 @@ class MediaPlane:
         up = self.ups.get(track_sid)
         if up is None or up.relayed_from is not None or up.params is None:
             raise NotFoundError(f"track {track_sid} is not published on {self.name}")
-        return RelaySource(await self.relay.open(host), up.params, dict(up.announced_sizes))
+        address = await self.relay.open(host)
+        return RelaySource(address, up.params, tuple(up.rids), dict(up.announced_sizes))
 
     async def expect_relay(
         self,
@@ -265,7 +267,6 @@ class MediaPlane:
         publisher_sid: str,
         kind: str,
         source_worker: str,
-        rids: list[str],
         source: RelaySource,
         host: str,
     ) -> Address:
@@ -282,7 +283,7 @@ class MediaPlane:
                 publisher_sid,
                 kind,
                 source.params.codecs[0].mime_type,
-                rids,
+                list(source.rids),
                 request_upstream,
                 relayed_from=source_worker,
             )

@@ -8,6 +8,7 @@ per layer, and the packets the server receives per layer (media_stats).
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +16,8 @@ from livekit import rtc
 from playwright.async_api import Page
 
 from tests.interop.browser import browser_event, open_room, remote_publication
-from tests.interop.conftest import DASHBOARD_PORT
-from tests.interop.media import MediaSession, media_stats
+from tests.interop.conftest import DASHBOARD_PORT, join, own_server
+from tests.interop.media import MediaSession, media_stats, worker_of
 from tests.interop.sdk import Connect, MintToken, Server, wait_for
 
 pytestmark = pytest.mark.timeout(150)
@@ -38,9 +39,9 @@ async def wait_active(page: Page, expected: str, timeout: float) -> dict[str, An
         await asyncio.sleep(0.25)
 
 
-async def layer_packets(track_sid: str) -> dict[str, int]:
+async def layer_packets(track_sid: str, dashboard_port: int = DASHBOARD_PORT) -> dict[str, int]:
     """Packets the server received so far per layer of the track, on its publisher's worker."""
-    stats = await media_stats(DASHBOARD_PORT)
+    stats = await media_stats(dashboard_port)
     for worker in stats.values():
         track = worker.get("tracks", {}).get(track_sid)
         if track is not None and track["relayed_from"] is None:
@@ -48,11 +49,11 @@ async def layer_packets(track_sid: str) -> dict[str, int]:
     raise AssertionError(f"no worker publishes {track_sid}: {list(stats)}")
 
 
-async def receiving(track_sid: str, seconds: float = QUIET) -> set[str]:
+async def receiving(track_sid: str, seconds: float = QUIET, dashboard_port: int = DASHBOARD_PORT) -> set[str]:
     """The layers whose packets reach the server in the next `seconds`."""
-    before = await layer_packets(track_sid)
+    before = await layer_packets(track_sid, dashboard_port)
     await asyncio.sleep(seconds)
-    after = await layer_packets(track_sid)
+    after = await layer_packets(track_sid, dashboard_port)
     return {rid for rid, n in after.items() if n > before.get(rid, 0)}
 
 
@@ -174,3 +175,41 @@ async def test_a_disabled_subscription_needs_no_layer(
     await page.evaluate(f"{publication}.setEnabled(true)")
     await asyncio.sleep(1.0)
     assert await receiving(sid) == {"q", "h", "f"}
+
+
+async def test_a_subscriber_on_another_worker_is_counted(
+    media: MediaSession, room_name: str, tmp_path: Path
+) -> None:
+    """bob on one worker, alice publishing on the other: bob's subscription reaches the forwarder on
+    alice's worker across workers, and the relayed copy knows the layers' sizes."""
+    dashboard_port = 8268
+    async with own_server(
+        7893, dashboard_port, tmp_path, "--participants-per-worker", "1", "--workers", "2"
+    ) as srv:
+        rooms: list[rtc.Room] = []
+        try:
+            bob = await join(srv, "bob", room_name, rooms)
+            alice = await join(srv, "alice", room_name, rooms, rtc.RoomOptions(dynacast=True))
+            rx = media.receive(bob)
+            pub = await media.publish(alice, width=1280, height=720, fps=20, simulcast=True, audio=False)
+            assert pub.video_publication is not None
+            sid = pub.video_publication.sid
+            await rx.wait_frames(10, 20.0, identity="alice")
+            stats = await media_stats(dashboard_port)
+            assert worker_of(stats, alice.local_participant.sid) != worker_of(
+                stats, bob.local_participant.sid
+            )
+            publication = bob.remote_participants["alice"].track_publications[sid]
+            assert await receiving(sid, dashboard_port=dashboard_port) == {"q", "h", "f"}
+
+            asked = time.monotonic()
+            publication.set_video_quality(rtc.VideoQuality.VIDEO_QUALITY_MEDIUM)
+            # bob's worker forwards the medium layer of its copy, and alice stops sending the high one
+            await rx.wait_frames(5, 10.0, identity="alice", since=asked, where=lambda s: s.width == 640)
+            await asyncio.sleep(max(0.0, asked + PAUSE_DELAY + 1.0 - time.monotonic()))
+            assert await receiving(sid, dashboard_port=dashboard_port) == {"q", "h"}
+        finally:
+            await media.close()
+            for room in rooms:
+                if room.isconnected():
+                    await room.disconnect()
