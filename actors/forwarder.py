@@ -5,7 +5,9 @@ It owns who subscribes, the track's mute state, and which MediaWorkers need a co
 forwards to its local subscribers itself and relays one copy to every other worker that has subscribers.
 It also applies the publisher's subscription permission (LiveKit's SubscriptionPermission): a subscription
 that is not allowed stays wanted but gets no media, and its subscriber is told (SubscriptionPermissionUpdate);
-a permission taken away unsubscribes, one given back subscribes again.
+a permission taken away unsubscribes, one given back subscribes again. For a video track it tells the
+publisher which simulcast layers its subscribers need (actors/dynacast.py), from what each subscriber's
+Participant reports.
 The RTP itself never passes through this actor. The Room numbers its commands (messages from another
 process arrive out of order).
 """
@@ -19,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from livekit.protocol import models
 
+from actors.dynacast import Dynacast
 from actors.errors import ActorGone, RaysfuError, unwrap
 from actors.hosting import ActorRef, call_worker
 from actors.inbox import SequencedInbox
@@ -81,6 +84,9 @@ class TrackForwarder:
         self._ever_subscribed = False
         self._relays: set[str] = set()  # receiving workers that get one copy from the publisher's worker
         self._closed = False
+        # Which layers the subscribers need (video only), from their reports: (subscriber, report number).
+        self._dynacast = Dynacast(self._tell_quality) if info.type == models.TrackType.VIDEO else None
+        self._reports: dict[str, int] = {}
         self._commands: SequencedInbox[Command] = SequencedInbox(self._apply, f"{self}:commands")
 
     def __repr__(self) -> str:
@@ -88,6 +94,21 @@ class TrackForwarder:
 
     async def command(self, seq: int, command: Command) -> None:
         await self._commands.put(seq, command)
+
+    async def subscriber_quality(self, sub_sid: str, report: int, quality: int) -> None:
+        """From a subscriber's Participant: the highest quality its subscription now asks for (reports are
+        numbered per Participant; one overtaken by a later one is dropped)."""
+        if self._dynacast is None or sub_sid not in self._subscribers:
+            return
+        if report <= self._reports.get(sub_sid, -1):
+            return
+        self._reports[sub_sid] = report
+        self._dynacast.set(sub_sid, quality)
+
+    def _tell_quality(self, quality: int) -> None:
+        """Dynacast's news for the publisher, which is not told while the track is muted (as in LiveKit)."""
+        if not self._info.muted and not self._closed:
+            self._publisher.tell("subscribed_quality", self._info.sid, self._info.mime_type, quality)
 
     async def state(self) -> dict[str, Any]:
         return {
@@ -98,6 +119,7 @@ class TrackForwarder:
             "subscribers": {sid: s.worker for sid, s in self._subscribers.items()},
             "denied": sorted(self._denied),
             "relays": sorted(self._relays),
+            "dynacast": None if self._dynacast is None else self._dynacast.committed,
         }
 
     async def _apply(self, command: Command) -> None:
@@ -113,6 +135,8 @@ class TrackForwarder:
             for worker in self._relays:  # their copies restart on a keyframe when unmuted
                 await _quietly(self._worker(worker, "set_track_muted", self._info.sid, command.muted))
             log.info("%s: %s", self, "muted" if command.muted else "unmuted")
+            if not command.muted and self._dynacast is not None:
+                self._dynacast.commit()  # what it was not told while muted
         elif isinstance(command, SetAllowed):
             await self._set_allowed(command.identities)
         else:
@@ -163,7 +187,9 @@ class TrackForwarder:
         self._subscribers[command.sub_sid] = command
         log.info("%s: %s subscribes on %s", self, command.sub_sid, command.worker)
         try:
-            added = await command.participant.call("subscribe_track", self._info, self._publisher_sid)
+            added = await command.participant.call(
+                "subscribe_track", self._info, self._publisher_sid, self.ref
+            )
         except ActorGone:
             await self._unsubscribe(command.sub_sid, notify=False)
             return
@@ -181,7 +207,6 @@ class TrackForwarder:
             self._publisher_sid,
             "audio" if self._info.type == models.TrackType.AUDIO else "video",
             self._publisher_worker,
-            [layer.rid for layer in self._info.layers if layer.rid],
             source,
         )
         if self._info.muted:
@@ -195,6 +220,9 @@ class TrackForwarder:
         sub = self._subscribers.pop(sub_sid, None)
         if sub is None:
             return
+        self._reports.pop(sub_sid, None)
+        if self._dynacast is not None:
+            self._dynacast.remove(sub_sid)
         log.info("%s: %s unsubscribes", self, sub_sid)
         if notify:
             try:
@@ -210,6 +238,9 @@ class TrackForwarder:
             log.info("%s: stopped relaying to %s", self, sub.worker)
 
     async def _close(self) -> None:
+        if self._dynacast is not None:  # the publisher hears no more of this track
+            self._dynacast.close()
+            self._dynacast = None
         for sub_sid in list(self._subscribers):
             await self._unsubscribe(sub_sid, notify=True)
         await self._host.stop_track(self._info.sid)

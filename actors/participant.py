@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from livekit.protocol import models, rtc
 
 from actors import ids, protocol
+from actors.dynacast import subscribed_qualities
 from actors.errors import (
     ActorGone,
     CandidateError,
@@ -32,6 +33,7 @@ from actors.inbox import SequencedInbox
 from actors.media.ratelog import RateLimitedLog
 from actors.naming import participant_label
 from actors.tasks import spawn
+from actors.track_settings import TrackSettings
 
 if TYPE_CHECKING:
     from actors.worker import MediaWorker
@@ -87,13 +89,16 @@ class Participant:
         self._published_cids: dict[str, str] = {}  # track sid -> the client's cid of it
         self._subscribed: dict[str, int] = {}  # track sid -> TrackType, of what this participant receives
         self._publishers: dict[str, str] = {}  # track sid -> its publisher's sid, of what it receives
+        self._forwarders: dict[str, ActorRef] = {}  # track sid -> its TrackForwarder, of what it receives
+        self._track_settings = TrackSettings(self._apply_track_settings, f"{self}")
+        self._quality_reports = 0  # numbers this participant's reports to the forwarders (dynacast)
         # The room's active speakers and everybody's connection quality, as the room last said: what a new
         # subscription's publisher is announced with (as in LiveKit).
         self._speaking: dict[str, models.SpeakerInfo] = {}
         self._qualities: dict[str, rtc.ConnectionQualityInfo] = {}
         # Subscriptions over limit.subscription_limit_*, waiting for a free slot of their kind (as in
-        # LiveKit): track sid -> (its info, its publisher's sid), in arrival order.
-        self._waiting: dict[str, tuple[models.TrackInfo, str]] = {}
+        # LiveKit): track sid -> (its info, its publisher's sid, its forwarder), in arrival order.
+        self._waiting: dict[str, tuple[models.TrackInfo, str, ActorRef]] = {}
         self._signals: SequencedInbox[rtc.SignalRequest] = SequencedInbox(self._on_signal, f"{self}:signal")
         self._events: SequencedInbox[RoomEvent] = SequencedInbox(self._on_room_event, f"{self}:events")
 
@@ -132,6 +137,7 @@ class Participant:
         self._host.outboxes.put(self._params.gateway, self._info.sid, None)  # the gateway closes the socket
         if self._negotiation is not None:
             self._negotiation.cancel()
+        self._track_settings.close()
         self._host.remove(self._info.sid)
         await self._host.remove_participant(self._info.sid)
         self._closed.set()
@@ -318,16 +324,45 @@ class Participant:
     async def _on_subscription(self, req: rtc.UpdateSubscription) -> None:
         sids = protocol.subscription_track_sids(req)
         if sids:
+            if not req.subscribe:
+                for sid in sids:
+                    self._track_settings.forget(sid)
             await self._room.call("update_subscriptions", self._info.identity, sids, req.subscribe)
 
     async def _on_track_setting(self, req: rtc.UpdateTrackSettings) -> None:
-        for track_sid in req.track_sids:
-            if track_sid in self._subscribed:
-                await self._host.set_subscription_settings(
-                    self._info.sid, track_sid, req.disabled, int(req.quality), req.width, req.height
-                )
+        """Kept per track and applied as LiveKit does (actors/track_settings.py), also for a track whose
+        subscription is still on its way."""
+        for track_sid in dict.fromkeys(req.track_sids):
+            settings = rtc.UpdateTrackSettings()
+            settings.CopyFrom(req)
+            del settings.track_sids[:]
+            self._track_settings.update(track_sid, settings)
 
-    async def subscribe_track(self, info: models.TrackInfo, publisher_sid: str) -> bool:
+    async def _apply_track_settings(self, track_sid: str, settings: rtc.UpdateTrackSettings) -> None:
+        """Set a subscription's down track to the settings, and tell the track's forwarder what the
+        subscription now needs of the publisher (dynacast)."""
+        s = settings
+        quality = await self._host.set_subscription_settings(
+            self._info.sid, track_sid, s.disabled, int(s.quality), s.width, s.height
+        )
+        forwarder = self._forwarders.get(track_sid)
+        if quality is not None and forwarder is not None:
+            self._quality_reports += 1
+            forwarder.tell("subscriber_quality", self._info.sid, self._quality_reports, quality)
+
+    async def subscribed_quality(self, track_sid: str, mime_type: str, quality: int) -> None:
+        """From the forwarder of a track this participant publishes: the highest quality its subscribers
+        need (dynacast), which LiveKit's SDKs act on when they publish with `dynacast`."""
+        if track_sid not in self._published or self._closed_reason is not None:
+            return
+        qualities = subscribed_qualities(quality)
+        codec = rtc.SubscribedCodec(codec=mime_type.lower().removeprefix("video/"), qualities=qualities)
+        update = rtc.SubscribedQualityUpdate(
+            track_sid=track_sid, subscribed_qualities=qualities, subscribed_codecs=[codec]
+        )
+        self._send(rtc.SignalResponse(subscribed_quality_update=update))
+
+    async def subscribe_track(self, info: models.TrackInfo, publisher_sid: str, forwarder: ActorRef) -> bool:
         """From the track's forwarder: start receiving it (a new subscriber offer follows). False when it
         was not added now (the session ended, or it waits for a free slot of the subscription limit)."""
         started = asyncio.ensure_future(self._started.wait())
@@ -338,7 +373,7 @@ class Participant:
         if self._closed_reason is not None or info.sid in self._subscribed or info.sid in self._waiting:
             return False
         if self._at_subscription_limit(info.type):
-            self._waiting[info.sid] = (info, publisher_sid)
+            self._waiting[info.sid] = (info, publisher_sid, forwarder)
             self._log_once(
                 f"subscription_limit:{info.type}", "subscription limit reached; %s waits", info.sid
             )
@@ -346,12 +381,15 @@ class Participant:
         self._subscribed[info.sid] = info.type  # before the await: counted by the next limit check
         new_publisher = not self._concerns(publisher_sid)
         self._publishers[info.sid] = publisher_sid
+        self._forwarders[info.sid] = forwarder
         try:
             await self._host.subscribe(self._info.sid, info.sid, publisher_sid)
         except BaseException:
             del self._subscribed[info.sid]
             del self._publishers[info.sid]
+            del self._forwarders[info.sid]
             raise
+        await self._track_settings.bind(info.sid)
         self._negotiate()
         if new_publisher:
             self._announce_publisher(publisher_sid)
@@ -379,9 +417,11 @@ class Participant:
             return
         kind = self._subscribed.pop(track_sid)
         self._publishers.pop(track_sid, None)
+        self._forwarders.pop(track_sid, None)
+        self._track_settings.unbind(track_sid)
         await self._host.unsubscribe(self._info.sid, track_sid)
         self._negotiate()
-        waiting = next((sid for sid, (info, _) in self._waiting.items() if info.type == kind), None)
+        waiting = next((sid for sid, (info, _, _) in self._waiting.items() if info.type == kind), None)
         if waiting is not None:
             await self.subscribe_track(*self._waiting.pop(waiting))
 

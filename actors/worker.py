@@ -158,6 +158,7 @@ class MediaWorker(Host):
     async def host_forwarder(self, room: str, info: models.TrackInfo, publisher: ActorRef) -> ActorRef:
         forwarder = TrackForwarder(self, room, info, publisher)
         self.add(info.sid, forwarder)
+        self._media.announce_layers(info.sid, [(la.quality, la.width, la.height) for la in info.layers])
         return forwarder.ref
 
     # ----- the gateways' traffic -----------------------------------------------------------------------
@@ -302,12 +303,11 @@ class MediaWorker(Host):
         publisher_sid: str,
         kind: str,
         source_worker: str,
-        rids: list[str],
         source: RelaySource,
     ) -> Address:
         """Take a copy of a track published on `source_worker`; returns the address to send it to."""
         return await self._media.expect_relay(
-            track_sid, publisher_sid, kind, source_worker, rids, source, self._node_ip
+            track_sid, publisher_sid, kind, source_worker, source, self._node_ip
         )
 
     async def add_relay(self, track_sid: str, worker: str, address: Address) -> None:
@@ -328,8 +328,10 @@ class MediaWorker(Host):
 
     async def set_subscription_settings(
         self, sub_sid: str, track_sid: str, disabled: bool, quality: int, width: int, height: int
-    ) -> None:
-        await self._media.set_subscription_settings(sub_sid, track_sid, disabled, quality, width, height)
+    ) -> int | None:
+        return await self._media.set_subscription_settings(
+            sub_sid, track_sid, disabled, quality, width, height
+        )
 
     async def media_stats(self) -> dict[str, Any]:
         return {

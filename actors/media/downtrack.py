@@ -20,6 +20,8 @@ _ratelog = RateLimitedLog(log)
 LAYER_ORDER = ("q", "h", "f")  # LiveKit's rids, low to high
 MAX_JUMP = 300  # an incoming sequence jump beyond this (e.g. after an upstream mute) re-anchors
 RESELECT_INTERVAL = 0.5  # seconds between re-evaluations of the simulcast layer to forward
+LOW, MEDIUM, HIGH, OFF = 0, 1, 2, 3  # livekit.VideoQuality
+DIMENSION_TOLERANCE = 0.9  # LiveKit's: a layer this much smaller than the size asked for still does
 
 
 def ordered_rids(rids: list[str]) -> list[str]:
@@ -27,30 +29,47 @@ def ordered_rids(rids: list[str]) -> list[str]:
     return known if len(known) == len(rids) else list(rids)
 
 
-def select_layer(
-    rids: list[str],
-    active: list[str],
-    quality: int,
-    width: int,
-    height: int,
-    resolutions: dict[str, tuple[int, int]],
+def layer_qualities(rids: list[str]) -> dict[str, int]:
+    """Each layer's VideoQuality (LOW 0, MEDIUM 1, HIGH 2): LiveKit's rids q, h, f, else by position."""
+    order = ordered_rids(rids)
+    return {r: LAYER_ORDER.index(r) if r in LAYER_ORDER else min(i, HIGH) for i, r in enumerate(order)}
+
+
+def max_layer(
+    rids: list[str], quality: int, width: int, height: int, sizes: dict[str, tuple[int, int]]
 ) -> str | None:
-    """The best active layer within `quality` (0 LOW, 1 MEDIUM, 2 HIGH) and width/height (0 = no limit);
-    the lowest active layer when none fits; None when no layer is active."""
+    """The highest layer a subscriber's settings ask for, by LiveKit's rules: with a width, the smallest
+    layer whose height is at least 0.9 x the height asked for (the largest when none is); else, or when the
+    layers' sizes are not known, the highest layer of at most `quality` (the lowest when none is). Heights
+    are compared, portrait or not, as LiveKit does when it knows the layers' sizes."""
+    order = ordered_rids(rids)
+    if not order:
+        return None
+    heights = [sizes[r][1] if r in sizes else 0 for r in order]
+    if width > 0 and all(heights):
+        wanted = height * DIMENSION_TOLERANCE
+        by_height = sorted(range(len(order)), key=lambda i: heights[i])  # stable: equal heights by quality
+        for pos, i in enumerate(by_height):
+            last = pos == len(by_height) - 1
+            if last or (heights[i] >= wanted and heights[i] != heights[by_height[pos + 1]]):
+                return order[i]
+    elif width > 0:
+        quality = HIGH  # LiveKit's choice when it knows no sizes
+    qualities = layer_qualities(order)
+    fitting = [r for r in order if qualities[r] <= quality]
+    return fitting[-1] if fitting else order[0]
+
+
+def select_layer(rids: list[str], active: list[str], ceiling: str | None) -> str | None:
+    """The best active layer up to `ceiling` (the highest the subscriber asks for); the lowest active
+    layer when none is at or below it; None when no layer is active."""
     order = ordered_rids(rids)
     usable = [r for r in order if r in active]
     if not usable:
         return None
-    allowed = order[: max(1, min(len(order), quality + 1))] if len(order) == 3 else order
-    best: str | None = None
-    for rid in usable:
-        if rid not in allowed:
-            continue
-        res = resolutions.get(rid)
-        if res is not None and ((width and res[0] > width * 1.1) or (height and res[1] > height * 1.1)):
-            continue
-        best = rid
-    return best or usable[0]
+    allowed = order[: order.index(ceiling) + 1] if ceiling in order else order
+    fitting = [r for r in usable if r in allowed]
+    return fitting[-1] if fitting else usable[0]
 
 
 def _first_parameters(up: UpTrack) -> dict[str, str | int]:
@@ -103,19 +122,31 @@ class DownTrack:
         if paused == self.paused:
             return
         self.paused = paused
-        if not paused:
+        if not paused:  # resume on a keyframe of the layer its settings now ask for
             self.restart()
-            await self.up.request_keyframe(
-                self.current if self.current is not None else self._want(time.monotonic())
-            )
+            await self.up.request_keyframe(self._want(time.monotonic()))
 
     async def set_settings(self, quality: int, width: int, height: int) -> None:
         self.quality, self.width, self.height = quality, width, height
         self._reselect_at = 0.0
-        if self.up.simulcast:
+        if self.up.simulcast and not self.paused:
             want = self._want(time.monotonic())
             if want is not None and want != self.current:
                 await self.up.request_keyframe(want)
+
+    def ceiling(self) -> str | None:
+        """The highest simulcast layer this subscriber's settings ask for (None when not simulcast)."""
+        if not self.up.simulcast:
+            return None
+        return max_layer(self.up.rids, self.quality, self.width, self.height, self.up.layer_sizes())
+
+    def max_quality(self) -> int:
+        """What this subscription needs the publisher to send (LiveKit's dynacast): the quality of the
+        highest layer it asks for, OFF while it is paused."""
+        if self.paused:
+            return OFF
+        ceiling = self.ceiling()
+        return HIGH if ceiling is None else layer_qualities(self.up.rids)[ceiling]
 
     def close(self) -> None:
         if self.up.downs.get(self.sub_sid) is self:
@@ -164,12 +195,7 @@ class DownTrack:
     def _want(self, now: float) -> str | None:
         if not self.up.simulcast:
             return None
-        resolutions = {
-            r: la.resolution for r, la in self.up.layers.items() if r is not None and la.resolution
-        }
-        self.target = select_layer(
-            self.up.rids, self.up.active_rids(now), self.quality, self.width, self.height, resolutions
-        )
+        self.target = select_layer(self.up.rids, self.up.active_rids(now), self.ceiling())
         return self.target
 
     def forward(

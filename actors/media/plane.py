@@ -20,7 +20,7 @@ from actors import tasks
 from actors.errors import NotFoundError
 from actors.media import hooks, quality
 from actors.media.codecs import codec_key
-from actors.media.downtrack import DownTrack
+from actors.media.downtrack import DownTrack, layer_qualities
 from actors.media.peer import ParticipantPeers
 from actors.media.ratelog import RateLimitedLog
 from actors.media.relay import Address, RelayOut, RelaySocket, cluster_relay_key
@@ -60,6 +60,8 @@ class RelaySource:
 
     address: Address
     params: TrackParams
+    rids: tuple[str, ...]  # its simulcast layers, as negotiated (the SDKs' TrackInfo layers name no rid)
+    sizes: dict[str, tuple[int, int]]  # the layers' announced sizes (UpTrack.announced_sizes)
 
 
 @dataclass
@@ -234,6 +236,16 @@ class MediaPlane:
         log.info("%s: %s bound to mid %s of %s (rids %s)", self.name, up, section.mid, sid, rids)
         return up
 
+    def announce_layers(self, track_sid: str, layers: list[tuple[int, int, int]]) -> None:
+        """The publisher's announced simulcast layers of a local track: (quality, width, height) each."""
+        up = self.ups.get(track_sid)
+        if up is None or not up.simulcast:
+            return
+        by_quality = {q: rid for rid, q in layer_qualities(up.rids).items()}
+        up.announced_sizes = {
+            by_quality[q]: (width, height) for q, width, height in layers if q in by_quality and height
+        }
+
     async def set_track_muted(self, track_sid: str, muted: bool) -> None:
         up = self.ups.get(track_sid)
         if up is not None:
@@ -259,7 +271,8 @@ class MediaPlane:
         up = self.ups.get(track_sid)
         if up is None or up.relayed_from is not None or up.params is None:
             raise NotFoundError(f"track {track_sid} is not published on {self.name}")
-        return RelaySource(await self.relay.open(host), up.params)
+        address = await self.relay.open(host)
+        return RelaySource(address, up.params, tuple(up.rids), dict(up.announced_sizes))
 
     async def expect_relay(
         self,
@@ -267,7 +280,6 @@ class MediaPlane:
         publisher_sid: str,
         kind: str,
         source_worker: str,
-        rids: list[str],
         source: RelaySource,
         host: str,
     ) -> Address:
@@ -284,12 +296,13 @@ class MediaPlane:
                 publisher_sid,
                 kind,
                 source.params.codecs[0].mime_type,
-                rids,
+                list(source.rids),
                 request_upstream,
                 relayed_from=source_worker,
             )
             up.digest_limit = self.digest_limit
             up.set_params(source.params)
+            up.announced_sizes = dict(source.sizes)
             self.ups[track_sid] = up
             log.info("%s: %r relayed from %s", self.name, up, source_worker)
         self.relay.expect(up, source.address)
@@ -476,12 +489,15 @@ class MediaPlane:
 
     async def set_subscription_settings(
         self, sub_sid: str, track_sid: str, disabled: bool, quality: int, width: int, height: int
-    ) -> None:
+    ) -> int | None:
+        """Apply a subscriber's UpdateTrackSettings to its down track; returns what it now needs of the
+        publisher (DownTrack.max_quality) for a video track, None for audio or when it is not here."""
         down = self.downs.get((sub_sid, track_sid))
         if down is None:
-            return
+            return None
         await down.set_settings(quality, width, height)
         await down.set_paused(disabled)
+        return down.max_quality() if down.up.kind == "video" else None
 
     async def remove_participant(self, sid: str) -> None:
         for track_sid, published in list(self.published.items()):

@@ -105,6 +105,8 @@ class UpTrack:
         self.closed = False
         self.downs: dict[str, DownTrack] = {}
         self.layers: dict[str | None, Layer] = {}
+        # Each layer's size as the publisher announced it (its TrackInfo's layers), by rid.
+        self.announced_sizes: dict[str, tuple[int, int]] = {}
         self.relay: RelaySink | None = None
         self.relayed_from = relayed_from  # the publisher's worker when this is a relayed copy
         self.forward_errors = 0
@@ -224,6 +226,14 @@ class UpTrack:
         self.keyframe_requests += 1
         layer = self.layers.get(rid)
         return self._request_upstream(rid, layer.ssrc if layer is not None else None)
+
+    def layer_sizes(self) -> dict[str, tuple[int, int]]:
+        """Each layer's (width, height): as announced when every layer's is (LiveKit's choice), else as
+        measured from its keyframes (VP8), for the layers measured so far."""
+        announced = self.announced_sizes
+        if self.rids and all(announced.get(r, (0, 0))[1] for r in self.rids):
+            return announced
+        return {r: la.resolution for r, la in self.layers.items() if r is not None and la.resolution}
 
     def active_rids(self, now: float) -> list[str]:
         return [

@@ -12,10 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
+from bench.server import Server
 
 PAGE_DIR = Path(__file__).parents[1] / "browser" / "page"
 CHROMIUM = "/usr/bin/chromium"  # Debian's; never `playwright install`
@@ -94,3 +97,19 @@ async def decoded_video(page: Page, sid: str, frames: int, what: str) -> dict[st
     )
     state: dict[str, Any] = await browser_condition(page, expression, what)
     return state
+
+
+async def open_room(
+    page: Page, page_url: str, server: Server, jwt: str, publish: bool, **options: str
+) -> None:
+    """Load the page into the room `jwt` is for (publishing with `publish`; `options`: more of the page's
+    query, e.g. dynacast="1"), and wait until it is connected."""
+    query = {"url": server.url, "token": jwt, **({"publish": "1"} if publish else {}), **options}
+    await page.goto(f"{page_url}?{urlencode(query)}")
+    joined = await browser_event(page, "e => e.ev === 'connected' || e.ev === 'connectFailed'")
+    assert joined["ev"] == "connected", joined
+
+
+def remote_publication(identity: str, track_sid: str) -> str:
+    """A page expression: the RemoteTrackPublication of `identity`'s track `track_sid` (livekit-client)."""
+    return f"window.__room.remoteParticipants.get('{identity}').trackPublications.get('{track_sid}')"

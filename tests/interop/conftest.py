@@ -4,6 +4,7 @@ The SDKs' WebRTC engine ignores loopback for ICE, so these tests run inside the 
 that `bash scripts/test` creates (scripts/netns-run): the server gathers ICE candidates on 10.213.0.1.
 """
 
+import asyncio
 import contextlib
 import os
 import re
@@ -145,12 +146,13 @@ async def connect(server: Server, token: MintToken) -> AsyncIterator[Connect]:
         attributes: dict[str, str] | None = None,
         auto_subscribe: bool = True,
         single_peer_connection: bool | None = None,
+        dynacast: bool = False,
         **grants: Any,
     ) -> rtc.Room:
         jwt = token(identity, room, name=name, metadata=metadata, attributes=attributes, **grants)
         client = rtc.Room()
         rooms.append(client)
-        options = rtc.RoomOptions(auto_subscribe=auto_subscribe)
+        options = rtc.RoomOptions(auto_subscribe=auto_subscribe, dynacast=dynacast)
         options.single_peer_connection = single_peer_connection
         await client.connect(server.url, jwt, options)
         return client
@@ -203,3 +205,32 @@ async def media() -> AsyncIterator[MediaSession]:
     session = MediaSession()
     yield session
     await session.close()
+
+
+@contextlib.asynccontextmanager
+async def own_server(port: int, dashboard_port: int, log_dir: Path, *args: str) -> AsyncIterator[Server]:
+    """A server of this test's own (started and stopped off the event loop)."""
+    stack = contextlib.ExitStack()
+    srv, _ = await asyncio.to_thread(
+        stack.enter_context, running_server(port, dashboard_port, log_dir, extra_args=list(args))
+    )
+    try:
+        yield srv
+    finally:
+        await asyncio.to_thread(stack.close)
+
+
+async def join(
+    srv: Server, identity: str, room: str, rooms: list[rtc.Room], options: rtc.RoomOptions | None = None
+) -> rtc.Room:
+    """A Python SDK client of `identity` connected to `srv` (a server of the test's own), added to `rooms`."""
+    jwt = (
+        lkapi.AccessToken(srv.api_key, srv.api_secret)
+        .with_identity(identity)
+        .with_grants(lkapi.VideoGrants(room_join=True, room=room))
+        .to_jwt()
+    )
+    client = rtc.Room()
+    rooms.append(client)
+    await client.connect(srv.url, jwt, options or rtc.RoomOptions())
+    return client

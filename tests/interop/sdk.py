@@ -38,6 +38,7 @@ class Connect(Protocol):
         attributes: dict[str, str] | None = None,
         auto_subscribe: bool = True,
         single_peer_connection: bool | None = None,
+        dynacast: bool = False,
         **grants: Any,
     ) -> rtc.Room: ...
 

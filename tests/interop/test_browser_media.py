@@ -5,30 +5,15 @@ the test pattern (tests/interop/media.py). Each side decodes the other's media.
 """
 
 import asyncio
-from urllib.parse import urlencode
 
 import pytest
 from playwright.async_api import Page
 
-from tests.interop.browser import browser_event, decoded_video
+from tests.interop.browser import browser_condition, browser_event, decoded_video, open_room
 from tests.interop.media import SILENCE_RMS, MediaSession
 from tests.interop.sdk import Connect, MintToken, Server, wait_for
 
 pytestmark = pytest.mark.timeout(90)
-
-
-async def open_room(
-    page: Page, page_url: str, server: Server, jwt: str, publish: bool, v0: bool = False
-) -> None:
-    query = {
-        "url": server.url,
-        "token": jwt,
-        **({"publish": "1"} if publish else {}),
-        **({"v0": "1"} if v0 else {}),
-    }
-    await page.goto(f"{page_url}?{urlencode(query)}")
-    joined = await browser_event(page, "e => e.ev === 'connected' || e.ev === 'connectFailed'")
-    assert joined["ev"] == "connected", joined
 
 
 async def test_python_client_decodes_browser_camera_and_microphone(
@@ -87,7 +72,7 @@ async def test_browser_decodes_python_video(
 
 
 @pytest.mark.parametrize(
-    ("v0", "pc", "m_lines"), [(True, "subscriber", 1), (False, "publisher", 3)], ids=["rtc", "rtc-v1"]
+    ("v0", "pc", "m_lines"), [("1", "subscriber", 1), ("0", "publisher", 3)], ids=["rtc", "rtc-v1"]
 )
 async def test_browser_decodes_a_republished_video_on_its_reused_m_line(
     page: Page,
@@ -97,7 +82,7 @@ async def test_browser_decodes_a_republished_video_on_its_reused_m_line(
     connect: Connect,
     media: MediaSession,
     room_name: str,
-    v0: bool,
+    v0: str,
     pc: str,
     m_lines: int,
 ) -> None:

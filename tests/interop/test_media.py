@@ -7,17 +7,14 @@ yields silent frames even when nothing arrives), video by decoded frames.
 """
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from livekit import api as lkapi
 from livekit import rtc
 from livekit.rtc.participant import PublishTrackError
 
-from tests.interop.conftest import DASHBOARD_PORT, running_server
+from tests.interop.conftest import DASHBOARD_PORT, join, own_server
 from tests.interop.media import (
     SILENCE_RMS,
     TONE_HZ,
@@ -37,7 +34,7 @@ from tests.interop.media import (
     track_stats,
     worker_of,
 )
-from tests.interop.sdk import Connect, Events, Server, wait_for
+from tests.interop.sdk import Connect, Events, wait_for
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -369,32 +366,6 @@ async def test_can_publish_false_cannot_publish(
     assert events.names() == [], events.seen
     assert not bob.remote_participants["alice"].track_publications
     assert not alice.local_participant.track_publications
-
-
-@contextlib.asynccontextmanager
-async def own_server(port: int, dashboard_port: int, log_dir: Path, *args: str) -> AsyncIterator[Server]:
-    """A server of this test's own (started and stopped off the event loop)."""
-    stack = contextlib.ExitStack()
-    srv, _ = await asyncio.to_thread(
-        stack.enter_context, running_server(port, dashboard_port, log_dir, extra_args=list(args))
-    )
-    try:
-        yield srv
-    finally:
-        await asyncio.to_thread(stack.close)
-
-
-async def join(srv: Server, identity: str, room: str, rooms: list[rtc.Room]) -> rtc.Room:
-    jwt = (
-        lkapi.AccessToken(srv.api_key, srv.api_secret)
-        .with_identity(identity)
-        .with_grants(lkapi.VideoGrants(room_join=True, room=room))
-        .to_jwt()
-    )
-    client = rtc.Room()
-    rooms.append(client)
-    await client.connect(srv.url, jwt)
-    return client
 
 
 async def test_room_across_two_workers_relays_one_copy_per_track(

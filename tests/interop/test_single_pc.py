@@ -355,7 +355,7 @@ async def test_browser_still_joins_on_rtc_when_it_asks(
     media: MediaSession,
     room_name: str,
 ) -> None:
-    await open_room(page, page_url, server, token("browser", room_name), publish=False, v0=True)
+    await open_room(page, page_url, server, token("browser", room_name), publish=False, v0="1")
     alice = await connect("alice", room_name)
     pub = await media.publish(alice)
     video_sid, _ = published(pub)

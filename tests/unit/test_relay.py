@@ -64,7 +64,7 @@ async def planes() -> AsyncIterator[tuple[MediaPlane, MediaPlane, Publisher]]:
 async def start_relay(source: MediaPlane, receiver: MediaPlane) -> UpTrack:
     """What the TrackForwarder does: source's address and codecs to the receiver, its address back."""
     where = await source.relay_source(TRACK, HOST)
-    address = await receiver.expect_relay(TRACK, "PA_alice", "video", "media:a", ["q", "h", "f"], where, HOST)
+    address = await receiver.expect_relay(TRACK, "PA_alice", "video", "media:a", where, HOST)
     source.add_relay(TRACK, "media:b", address)
     return receiver.ups[TRACK]
 
@@ -114,8 +114,10 @@ async def test_one_copy_reaches_the_receiving_plane_in_order(
     planes: tuple[MediaPlane, MediaPlane, Publisher],
 ) -> None:
     source, receiver, _ = planes
+    source.ups[TRACK].announced_sizes = {"q": (320, 180), "h": (640, 360), "f": (1280, 720)}
     copy = await start_relay(source, receiver)
     assert copy.relayed_from == "media:a" and copy.params == VP8 and copy.simulcast
+    assert copy.rids == ["q", "h", "f"] and copy.announced_sizes == source.ups[TRACK].announced_sizes
     sent = await feed(source.ups[TRACK], 50)
     await wait_for(lambda: copy.packets_in == 50, what="50 relayed packets")
     assert copy.layers["h"].packets == 50

@@ -1,6 +1,9 @@
 // Joins the room given by ?url=&token= and records what happens in window.__log, for the tests to read
 // (page.wait_for_function / page.evaluate). window.__room is the livekit-client Room, for tests that drive it.
-// ?publish=1 also publishes the (fake) camera and microphone once connected; ?v0=1 joins on /rtc (two PCs).
+// ?publish=1 also publishes the (fake) camera and microphone once connected; ?v0=1 joins on /rtc (two PCs);
+// ?dynacast=1 and ?adaptiveStream=1 turn on the Room options of those names, ?autoSubscribe=0 turns off the
+// connect option. window.__publishedVideo() says what the published camera sends, per simulcast layer (rid):
+// whether its encoding is active, and its outbound-rtp bytes and frame size.
 // Every subscribed video track is attached to a <video> element; window.__video[trackSid] counts its decoded
 // frames (inbound-rtp framesDecoded, polled) and rendered frames (requestVideoFrameCallback), and the log gets
 // one 'videoDecoded' entry per track once it has a decoded frame with a size.
@@ -22,7 +25,9 @@ function watchVideo(track, sid, identity) {
   element.autoplay = true;
   element.playsInline = true;
   document.body.appendChild(element);
-  const state = { sid, identity, framesDecoded: 0, framesRendered: 0, width: 0, height: 0 };
+  const state = {
+    sid, identity, framesDecoded: 0, keyFramesDecoded: 0, bytesReceived: 0, framesRendered: 0, width: 0, height: 0,
+  };
   window.__video[sid] = state;
   let reported = false;
   const report = () => {
@@ -51,6 +56,8 @@ function watchVideo(track, sid, identity) {
       stats.forEach((s) => {
         if (s.type === 'inbound-rtp' && s.kind === 'video') {
           state.framesDecoded = s.framesDecoded || 0;
+          state.keyFramesDecoded = s.keyFramesDecoded || 0;
+          state.bytesReceived = s.bytesReceived || 0;
           if (s.frameWidth) {
             state.width = s.frameWidth;
             state.height = s.frameHeight;
@@ -85,10 +92,34 @@ async function publish(room) {
   }
 }
 
+window.__publishedVideo = async () => {
+  const publication = window.__room.localParticipant.getTrackPublication(Track.Source.Camera);
+  const sender = publication && publication.track && publication.track.sender;
+  if (!sender) {
+    return {};
+  }
+  const layers = {};
+  for (const e of sender.getParameters().encodings) {
+    layers[e.rid || ''] = { active: e.active, bytesSent: 0, frameHeight: 0 };
+  }
+  (await sender.getStats()).forEach((s) => {
+    const layer = s.type === 'outbound-rtp' && layers[s.rid || ''];
+    if (layer) {
+      layer.bytesSent = s.bytesSent || 0;
+      layer.frameHeight = s.frameHeight || 0;
+    }
+  });
+  return layers;
+};
+
 async function main() {
   const query = new URLSearchParams(location.search);
-  // ?v0=1: two peer connections on /rtc (the SDK's default is one, on /rtc/v1)
-  const room = new Room(query.get('v0') === '1' ? { singlePeerConnection: false } : {});
+  const room = new Room({
+    dynacast: query.get('dynacast') === '1',
+    adaptiveStream: query.get('adaptiveStream') === '1',
+    // ?v0=1: two peer connections on /rtc (the SDK's default is one, on /rtc/v1)
+    ...(query.get('v0') === '1' ? { singlePeerConnection: false } : {}),
+  });
   window.__room = room;
   // Listeners go on before connect(): events can arrive before Connected.
   room
@@ -117,7 +148,9 @@ async function main() {
     .on(RoomEvent.ConnectionStateChanged, (state) => log('connectionState', { state }))
     .on(RoomEvent.Disconnected, (reason) => log('disconnected', { reason }));
   try {
-    await room.connect(query.get('url'), query.get('token'));
+    await room.connect(query.get('url'), query.get('token'), {
+      autoSubscribe: query.get('autoSubscribe') !== '0',
+    });
     log('connectResolved', { remotes: [...room.remoteParticipants.keys()] });
   } catch (e) {
     log('connectFailed', { error: String(e), reason: e && e.reason });
