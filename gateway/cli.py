@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         # actors ("repeated 6x across cluster"), but an SFU's log must say which room, participant and track
         # each line is about.
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        if config.media.log_json:
+            # The workers' lines are JSON already (actors.logs): printed as they are, without Ray's
+            # "(media:... pid=...)" prefix, which would make them something else than JSON.
+            os.environ.setdefault("RAY_DISABLE_WORKER_LOG_PREFIX", "1")
         if config.dev and not config.ray_address:
             # --dev keeps Ray on loopback. Otherwise Ray swaps 127.0.0.1 for the machine's LAN address and
             # its servers listen on every interface (seen with `ss -ltnp`), _node_ip_address notwithstanding.
