@@ -17,13 +17,13 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench import stats
-from bench.livekit_peer import LiveKitPeer
 from bench.measure import server_pss_mb
 from bench.result import ScenarioError, new_result
 from bench.scenarios import Options
 from bench.server import Server, running_raysfu
 from bench.workers import call_workers
+from loadgen import stats
+from loadgen.livekit_peer import LiveKitPeer
 
 SAMPLE_EVERY = 15.0
 ACTION_EVERY = 0.2
