@@ -2,8 +2,9 @@
 
 Its script is livekit-client bundled by esbuild when raysfu is installed (setup.py runs `npm run build`);
 an install without npm serves, in its place, a script that says so on the page. The page gets its token
-from `POST /demo/token` ({"identity", "room"}), which only a `--dev` server answers: anybody who can reach
-the page could join any room with it. Other servers answer 404 and the page takes a pasted token instead.
+from `POST /demo/token` ({"identity", "room"}), which only a `--dev` server that accepts the dev key answers,
+signing with that key (whose secret everyone knows anyway): anybody who can reach the page could join any
+room with it. Other servers answer 404, and the page takes a pasted token instead.
 """
 
 import json
@@ -16,7 +17,7 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, PlainT
 from starlette.routing import Route
 
 from gateway.auth import VideoGrant, mint_token
-from gateway.config import ServerConfig
+from gateway.config import DEV_API_KEY, DEV_API_SECRET, ServerConfig
 
 PAGE_DIR = Path(__file__).with_name("demo_page")
 MAX_FIELD = 128  # characters of an identity or a room name
@@ -39,9 +40,9 @@ def routes(config: ServerConfig) -> list[Route]:
         return Response(script, media_type="text/javascript")
 
     async def dev_token(request: Request) -> Response:
-        if not config.dev:
+        if not config.dev or config.api_keys.get(DEV_API_KEY) != DEV_API_SECRET:
             return PlainTextResponse(
-                "this server mints no tokens (it was not started with --dev): paste one from `raysfu token`",
+                "this server mints no tokens (only --dev with the dev key does): paste one from raysfu token",
                 status_code=404,
             )
         try:
@@ -55,10 +56,11 @@ def routes(config: ServerConfig) -> list[Route]:
                 status_code=400,
             )
         identity, room = (str(f).strip() for f in fields)
-        key, secret = next(iter(config.api_keys.items()))
         with warnings.catch_warnings():  # the dev secret is short on purpose: no advice in the log
             warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
-            token = mint_token(key, secret, identity, room, VideoGrant(room_join=True), name=identity)
+            token = mint_token(
+                DEV_API_KEY, DEV_API_SECRET, identity, room, VideoGrant(room_join=True), name=identity
+            )
         return JSONResponse({"token": token})
 
     return [

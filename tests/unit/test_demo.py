@@ -1,6 +1,7 @@
 """The demo page's routes (gateway/demo.py): the page, and dev tokens only from a `--dev` server."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,15 @@ async def test_a_dev_server_mints_a_join_token_for_the_room() -> None:
     )
 
 
-async def test_a_server_without_dev_mints_no_token() -> None:
-    config = ServerConfig(api_keys={"prodkey": "a-long-secret-a-long-secret-a-long-secret"})
+@pytest.mark.parametrize(
+    "config",
+    [
+        ServerConfig(api_keys={"prodkey": "a-long-secret-a-long-secret-a-long-secret"}),
+        ServerConfig(api_keys={"devkey": "secret"}),  # not --dev
+        replace(dev_config(), api_keys={"prodkey": "a-long-secret"}),  # --dev with a file's keys
+    ],
+)
+async def test_only_a_dev_server_with_the_dev_key_mints_tokens(config: ServerConfig) -> None:
     reply = await post(config, "/demo/token", json.dumps({"identity": "alice", "room": "demo"}))
     assert reply.status_code == 404 and b"--dev" in reply.content
 
