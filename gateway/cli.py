@@ -1,5 +1,5 @@
 """The `raysfu` command: `serve` runs the server, `token` mints an access token, `room` and `participant`
-manage a running server (gateway/admin.py)."""
+manage a running server (gateway/admin.py), `load-test` puts load on one (gateway/loadtest.py)."""
 
 import argparse
 import os
@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from typing import NoReturn
 
-from gateway import admin
+from gateway import admin, loadtest
 from gateway import config as cfg
 from gateway.auth import VideoGrant, mint_token
 
@@ -66,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--admin", action="store_true", help="roomAdmin, roomCreate and roomList")
 
     admin.add_commands(sub)
+    loadtest.add_command(sub, admin.server_options())
     return p
 
 
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("room", "participant"):
             return admin.main(args)
+        if args.command == "load-test":
+            return loadtest.main(args)
         config = serve_config(args)
         # Ray reads these when imported, so they are set before. Log dedup merges similar lines of different
         # actors ("repeated 6x across cluster"), but an SFU's log must say which room, participant and track
