@@ -154,6 +154,7 @@ def banner(config: ServerConfig, dashboard: str) -> str:
         f"  Ray dashboard: {dashboard}",
         f"  API key: {key}" + (f"  secret: {secret}" if config.dev else ""),
         f"  mint a token: raysfu token --identity alice --room demo{'' if config.dev else ' --config FILE'}",
+        f"  demo page: http{config.ws_url.removeprefix('ws')}/",
     ]
     return "\n".join(lines)
 
