@@ -3,9 +3,11 @@
 A line about a room, a participant or a track carries them as fields (`room`, `participant` = its
 identity, `track` = its SID): given with `extra=fields(...)` where the line is written, or else from the
 hosted actor at work (actors.hosting sets `current` for each message it delivers, and the tasks started
-while handling it inherit it). Text lines end with them (`room=demo participant=alice`); JSON lines are one
-object each: time (UTC, ISO 8601), level, logger, message, the fields, the process (`worker`: the media
-worker's name, absent in the gateway) and `exception` (a traceback) when there is one.
+while handling it inherit it). Text lines are FORMAT, whose messages name them where they matter (the
+events': "demo: alice published TR_x (video/VP8)"); tests and scripts read those, so no fields are
+appended. JSON lines are one object each: time (UTC, ISO 8601), level, logger, message, the fields, the
+process (`worker`: the media worker's name, absent in the gateway) and `exception` (a traceback) when
+there is one.
 """
 
 import contextvars
@@ -53,16 +55,6 @@ class _Fields(logging.Filter):
         return True
 
 
-class TextFormatter(logging.Formatter):
-    def __init__(self) -> None:
-        super().__init__(FORMAT)
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record)
-        known = " ".join(f"{n}={getattr(record, n)}" for n in FIELDS if getattr(record, n, ""))
-        return f"{line} {known}" if known else line
-
-
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, str] = {
@@ -89,7 +81,7 @@ def configure(level: str = "info", json_lines: bool = False, process: str = "") 
     handler = logging.StreamHandler()
     handler.raysfu = True  # type: ignore[attr-defined]
     handler.addFilter(_Fields(process))
-    handler.setFormatter(JsonFormatter() if json_lines else TextFormatter())
+    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(FORMAT))
     root.addHandler(handler)
     root.setLevel(LOG_LEVELS[level])
     logging.captureWarnings(json_lines)
