@@ -25,6 +25,7 @@ import ray
 from ray.actor import ActorHandle
 from ray.exceptions import RayActorError
 
+from actors import logs
 from actors.errors import ActorGone
 from actors.naming import NAMESPACE
 from actors.tasks import spawn
@@ -170,7 +171,11 @@ class Host:
         """A message for the actor at `address`, from this process or (a Ray call) another (ActorRef.call)."""
         if method.startswith("_"):
             raise ActorGone(f"{address} has no message {method}")
-        handler: Callable[..., Awaitable[Any]] = getattr(self.actor(address), method)
+        actor = self.actor(address)
+        ref = getattr(actor, "ref", None)
+        if ref is not None:  # this message's log lines (and its tasks') are about this actor
+            logs.current.set(logs.from_label(ref.label))
+        handler: Callable[..., Awaitable[Any]] = getattr(actor, method)
         return await handler(*args, **(kwargs or {}))
 
     async def deliver_many(self, method: str, messages: list[tuple[str, tuple[Any, ...]]]) -> None:

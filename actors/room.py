@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from livekit.protocol import models, rtc
 
-from actors import ids, limits, placement, protocol
+from actors import ids, limits, logs, placement, protocol
 from actors.directory import Directory, Member
 from actors.errors import (
     ActorGone,
@@ -144,7 +144,7 @@ class Room:
         self._qualities: dict[str, int] = {}  # sid -> models.ConnectionQuality
         self._arm_close(settings.empty_timeout, "empty timeout")
         host.webhooks.notify("room_started", self._room_info())
-        log.info("room %s (%s) created", name, self._info.sid)
+        log.info("room %s (%s) created", name, self._info.sid, extra=logs.fields(name))
 
     def __repr__(self) -> str:
         return f"Room({self._info.name})"
@@ -178,7 +178,12 @@ class Room:
             if self._info.max_participants and active >= self._info.max_participants:
                 raise LimitExceededError(f"room {self._info.name} is full ({self._info.max_participants})")
             if older is not None:
-                log.info("%s: %s joins again, removing the older session", self._info.name, params.identity)
+                log.info(
+                    "%s: %s joins again, removing the older session",
+                    self._info.name,
+                    params.identity,
+                    extra=logs.fields(self._info.name, params.identity),
+                )
                 await self._remove_seat(older, models.DisconnectReason.DUPLICATE_IDENTITY, notify=True)
             worker = await self._place(params.node)
             sid = params.sid or ids.participant_sid()
@@ -219,7 +224,14 @@ class Room:
             if seat.auto_subscribe and seat.can_subscribe:
                 for track_sid in self._tracks:
                     self._command(track_sid, seat.subscription())
-            log.info("%s: %s joined as %s on %s", self._info.name, params.identity, sid, worker)
+            log.info(
+                "%s: %s joined as %s on %s",
+                self._info.name,
+                params.identity,
+                sid,
+                worker,
+                extra=logs.fields(self._info.name, params.identity),
+            )
             return Joined(
                 handle, protocol.join_response(self._room_info(), info, others, worker, params.single_pc)
             )
@@ -294,6 +306,7 @@ class Room:
             seat.info.identity,
             seat.info.sid,
             models.DisconnectReason.Name(reason),
+            extra=logs.fields(self._info.name, seat.info.identity),
         )
         if not self._seats and not self._closed:
             self._arm_close(self._info.departure_timeout, "departure timeout")
@@ -468,7 +481,14 @@ class Room:
             for other in self._seats.values():
                 if other is not seat and other.auto_subscribe and other.can_subscribe:
                     self._command(info.sid, other.subscription())
-            log.info("%s: %s published %s (%s)", self._info.name, identity, info.sid, info.mime_type)
+            log.info(
+                "%s: %s published %s (%s)",
+                self._info.name,
+                identity,
+                info.sid,
+                info.mime_type,
+                extra=logs.fields(self._info.name, identity, info.sid),
+            )
 
     async def track_unpublished(self, identity: str, track_sid: str) -> None:
         async with self._lock:
@@ -482,7 +502,13 @@ class Room:
             seat.info.tracks.extend(kept)
             self._close_track(track_sid)
             self._announce(seat)
-            log.info("%s: %s unpublished %s", self._info.name, identity, track_sid)
+            log.info(
+                "%s: %s unpublished %s",
+                self._info.name,
+                identity,
+                track_sid,
+                extra=logs.fields(self._info.name, identity, track_sid),
+            )
 
     async def mute_published_track(self, identity: str, track_sid: str, muted: bool) -> models.TrackInfo:
         """Mute or unmute a publication (its publisher's MuteTrackRequest, or the room service).
@@ -498,6 +524,14 @@ class Room:
                 return track
             track.muted = muted
             applied = self._command(track_sid, SetMuted(muted))
+            log.info(
+                "%s: %s %s %s",
+                self._info.name,
+                identity,
+                "muted" if muted else "unmuted",
+                track_sid,
+                extra=logs.fields(self._info.name, identity, track_sid),
+            )
         try:
             await applied
         except ActorGone:
@@ -601,7 +635,13 @@ class Room:
             except ActorGone:
                 pass
         await self._host.room_closed(self)
-        log.info("room %s (%s) closed: %s", self._info.name, self._info.sid, why)
+        log.info(
+            "room %s (%s) closed: %s",
+            self._info.name,
+            self._info.sid,
+            why,
+            extra=logs.fields(self._info.name),
+        )
 
     def _arm_close(self, seconds: int, why: str) -> None:
         self._cancel_close()

@@ -63,4 +63,5 @@ class MediaSettings:
     max_worker_cpu: float = 0.9
     max_worker_packets: float = 30_000
     log_level: str = "info"  # a key of actors.logs.LOG_LEVELS (LiveKit's `logging.level`)
+    log_json: bool = False  # JSON lines (LiveKit's `logging.json`; actors.logs)
     limits: ParticipantLimits = field(default_factory=ParticipantLimits)

@@ -78,7 +78,7 @@ class MediaWorker(Host):
     ) -> None:
         """`relay_key`: the cluster's, from Ray, when None (a worker started without Ray must pass one).
         `webhook`: where the rooms hosted here post their events (none when None)."""
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, settings.log_json, name)
         super().__init__(name)
         self._settings = settings
         self.webhooks = Webhooks(webhook or WebhookSettings(), name)

@@ -29,10 +29,10 @@ from typing import Any
 import aiohttp
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from bench import rtp
 from bench.result import ScenarioError
-from bench.rtp_peer import RtpSendLoop, StreamCounter, add_send_loop, answer_offer, new_pc, wait_connected
 from bench.server import can_bind, log_tail, spawn, terminate, wait_ready
+from loadgen import rtp
+from loadgen.rtp_peer import RtpSendLoop, StreamCounter, add_send_loop, answer_offer, new_pc, wait_connected
 
 log = logging.getLogger(__name__)
 

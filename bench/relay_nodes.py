@@ -18,13 +18,13 @@ from typing import Any
 
 from livekit import api as lkapi
 
-from bench import stats
-from bench.livekit_peer import LiveKitPeer
 from bench.proc import ProcessCpu, ProcStat
 from bench.result import ScenarioError, new_result
-from bench.rtp_peer import StreamCounter, summary
 from bench.scenarios import MEDIA_WORKER_COMM, WARMUP, MediaPlan, Options, wait_media
 from bench.workers import parse_workers, workers_command
+from loadgen import stats
+from loadgen.livekit_peer import LiveKitPeer
+from loadgen.rtp_peer import StreamCounter, summary
 from tests.cluster.nodes import API_KEY, API_SECRET, ClusterError, Node, cluster
 from tests.interop.media import track_stats, worker_of
 

@@ -15,15 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from actors.media import relay
-from bench import rtp, stats
 from bench.janus import JanusPeer, JanusSession, create_room, running_janus
-from bench.livekit_peer import LiveKitPeer
 from bench.measure import Window, measure_window, server_pss_mb
 from bench.proc import CLOCK_TICKS, descendants, read_stats
 from bench.result import ScenarioError, new_result
-from bench.rtp_peer import StreamCounter, summary
 from bench.server import Server, running_raysfu
 from bench.workers import call_workers
+from loadgen import rtp, stats
+from loadgen.livekit_peer import LiveKitPeer
+from loadgen.rtp_peer import StreamCounter, summary
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +235,7 @@ def run_join(opts: Options) -> dict[str, Any]:
         "sequential joins go into rooms of two; PSS per participant = (server tree PSS with all sequential "
         "joiners connected - empty) / N; idle CPU per participant = (idle server with N connected - empty "
         "server) / N, each over the same window; join_concurrent = that many SDK joins at once into one new "
-        "room; light = light peers (bench.livekit_peer) in rooms of two, connected JOIN_BATCH at a time, "
+        "room; light = light peers (loadgen.livekit_peer) in rooms of two, connected JOIN_BATCH at a time, "
         "then an idle window with all of them connected"
     )
     return result

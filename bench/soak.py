@@ -20,13 +20,13 @@ from typing import Any
 import aiohttp
 from aiortc.exceptions import InvalidStateError
 
-from bench import stats
-from bench.livekit_peer import LiveKitPeer
 from bench.proc import TreePss
 from bench.result import ScenarioError, new_result
 from bench.scenarios import Options
 from bench.server import Server, running_raysfu
 from bench.workers import call_workers
+from loadgen import stats
+from loadgen.livekit_peer import LiveKitPeer
 
 SAMPLE_EVERY = 15.0
 ACTION_EVERY = 0.2

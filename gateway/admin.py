@@ -29,12 +29,18 @@ class AdminError(Exception):
     """A setting or an answer that stops the command; its message is the one line the user sees."""
 
 
-def add_commands(sub: "argparse._SubParsersAction[Any]") -> None:
-    """The `room` and `participant` commands, on the `raysfu` parser's subcommands."""
+def server_options() -> argparse.ArgumentParser:
+    """The options naming the server and the key, for the commands' parsers (`parents`)."""
     server = argparse.ArgumentParser(add_help=False)
     server.add_argument("--url", help="the server, http(s):// or ws(s):// (default: $LIVEKIT_URL)")
     server.add_argument("--api-key", help="API key (default: $LIVEKIT_API_KEY)")
     server.add_argument("--api-secret", help="API secret (default: $LIVEKIT_API_SECRET)")
+    return server
+
+
+def add_commands(sub: "argparse._SubParsersAction[Any]") -> None:
+    """The `room` and `participant` commands, on the `raysfu` parser's subcommands."""
+    server = server_options()
 
     room = sub.add_parser("room", help="list, create and delete rooms").add_subparsers(
         dest="action", required=True
@@ -70,7 +76,7 @@ def main(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
     # be a second line on every call.
     warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning)
     try:
-        url, key, secret = _server(args, os.environ if environ is None else environ)
+        url, key, secret = server_settings(args, os.environ if environ is None else environ)
         print(asyncio.run(_run(args, url, key, secret)))
         return 0
     except AdminError as exc:
@@ -78,7 +84,8 @@ def main(args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> 
         return 1
 
 
-def _server(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str, str]:
+def server_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[str, str, str]:
+    """The server's URL, the API key and secret: from the flags, else the environment; AdminError if not."""
     url = args.url or environ.get("LIVEKIT_URL", "")
     key = args.api_key or environ.get("LIVEKIT_API_KEY", "")
     secret = args.api_secret or environ.get("LIVEKIT_API_SECRET", "")

@@ -1,4 +1,4 @@
-"""The gateway's Starlette application: signalling, validation, the room service and health."""
+"""The gateway's Starlette application: signalling, validation, the room service, health and the demo page."""
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -8,7 +8,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
-from gateway import twirp
+from gateway import demo, twirp
 from gateway.auth import AuthError, check_join, token_from_request, verify_token
 from gateway.config import ServerConfig
 from gateway.joinrequest import JoinRequestError, parse_join_request
@@ -53,6 +53,7 @@ def create_app(config: ServerConfig, sessions: Sessions) -> Starlette:
         Route("/rtc/v1/validate", validate_v1),
         Route("/healthz", healthz),
         *twirp.routes(config),
+        *demo.routes(config),
     ]
     # The browser SDK's validate fetch is cross-origin: every answer needs CORS headers, 404s included.
     middleware = [Middleware(CORSMiddleware, allow_origins=["*"], allow_methods=["*"], allow_headers=["*"])]

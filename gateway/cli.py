@@ -1,5 +1,5 @@
 """The `raysfu` command: `serve` runs the server, `token` mints an access token, `room` and `participant`
-manage a running server (gateway/admin.py)."""
+manage a running server (gateway/admin.py), `load-test` puts load on one (gateway/loadtest.py)."""
 
 import argparse
 import os
@@ -7,7 +7,7 @@ import sys
 from dataclasses import replace
 from typing import NoReturn
 
-from gateway import admin
+from gateway import admin, loadtest
 from gateway import config as cfg
 from gateway.auth import VideoGrant, mint_token
 
@@ -66,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--admin", action="store_true", help="roomAdmin, roomCreate and roomList")
 
     admin.add_commands(sub)
+    loadtest.add_command(sub, admin.server_options())
     return p
 
 
@@ -124,11 +125,17 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command in ("room", "participant"):
             return admin.main(args)
+        if args.command == "load-test":
+            return loadtest.main(args)
         config = serve_config(args)
         # Ray reads these when imported, so they are set before. Log dedup merges similar lines of different
         # actors ("repeated 6x across cluster"), but an SFU's log must say which room, participant and track
         # each line is about.
         os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+        if config.media.log_json:
+            # The workers' lines are JSON already (actors.logs): printed as they are, without Ray's
+            # "(media:... pid=...)" prefix, which would make them something else than JSON.
+            os.environ.setdefault("RAY_DISABLE_WORKER_LOG_PREFIX", "1")
         if config.dev and not config.ray_address:
             # --dev keeps Ray on loopback. Otherwise Ray swaps 127.0.0.1 for the machine's LAN address and
             # its servers listen on every interface (seen with `ss -ltnp`), _node_ip_address notwithstanding.

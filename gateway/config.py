@@ -54,7 +54,7 @@ LIVEKIT_ONLY = {
         "num_tracks", "bytes_per_sec", "max_metadata_size", "max_attributes_size", "max_room_name_length",
         "max_participant_identity_length", "max_participant_name_length",
     },
-    "logging.": {"json", "sample", "component_levels", "sample_initial", "sample_interval", "pion_level"},
+    "logging.": {"sample", "component_levels", "sample_initial", "sample_interval", "pion_level"},
 }  # fmt: skip
 
 
@@ -144,6 +144,9 @@ class _Section:
             return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 else None
 
         return self._get(key, default, check, "a number >= 0")
+
+    def boolean(self, key: str, default: bool) -> bool:
+        return self._get(key, default, lambda v: v if isinstance(v, bool) else None, "true or false")
 
     def string(self, key: str, default: str) -> str:
         return self._get(key, default, lambda v: v if isinstance(v, str) else None, "a string")
@@ -261,7 +264,7 @@ def _limits(section: _Section, base: ParticipantLimits) -> ParticipantLimits:
 
 
 def _media(
-    media: _Section, rtc: _Section, limit: _Section, base: MediaSettings, log_level: str
+    media: _Section, rtc: _Section, limit: _Section, base: MediaSettings, log_level: str, log_json: bool
 ) -> MediaSettings:
     node_ip = _node_ip(rtc)
     port_range = _port_range(rtc)
@@ -278,6 +281,7 @@ def _media(
         max_worker_cpu=media.number("max_worker_cpu", base.max_worker_cpu),
         max_worker_packets=media.number("max_worker_packets", base.max_worker_packets),
         log_level=log_level,
+        log_json=log_json,
         limits=_limits(limit, base.limits),
     )
     media.finish()
@@ -296,6 +300,7 @@ def from_mapping(data: object, base: ServerConfig | None = None) -> ServerConfig
         raise ConfigError("'bind_addresses' must name at least one address")
     logging_section = top.section("logging")
     log_level = logging_section.string("level", cfg.media.log_level).lower()
+    log_json = logging_section.boolean("json", cfg.media.log_json)
     logging_section.finish()
     if log_level not in LOG_LEVELS:
         raise ConfigError(f"'logging.level' must be one of {', '.join(LOG_LEVELS)}, not {log_level!r}")
@@ -314,7 +319,9 @@ def from_mapping(data: object, base: ServerConfig | None = None) -> ServerConfig
         webhook=_webhook(top, cfg.webhook),
         prometheus_port=top.integer("prometheus_port", cfg.prometheus_port, high=65535),
         room=room_settings,
-        media=_media(top.section("media"), top.section("rtc"), top.section("limit"), cfg.media, log_level),
+        media=_media(
+            top.section("media"), top.section("rtc"), top.section("limit"), cfg.media, log_level, log_json
+        ),
     )
     top.finish()
     return result

@@ -56,9 +56,18 @@ class SignallingProtocol(WebSocketsSansIOProtocol):
 
 
 def start_ray(config: ServerConfig) -> str:
-    """Start (or join) Ray; returns the dashboard URL."""
+    """Start (or join) Ray; returns the dashboard URL. Every worker process of the job (the media workers,
+    the room registry) logs as the gateway does, from its start (Ray's worker_process_setup_hook)."""
+    level, json_lines = config.media.log_level, config.media.log_json
+
+    def setup_logging() -> None:
+        logs.configure(level, json_lines)
+
+    runtime_env = {"worker_process_setup_hook": setup_logging}
     if config.ray_address:
-        context = ray.init(address=config.ray_address, namespace=NAMESPACE, log_to_driver=True)
+        context = ray.init(
+            address=config.ray_address, namespace=NAMESPACE, log_to_driver=True, runtime_env=runtime_env
+        )
         return str(context.dashboard_url or "")
     context = ray.init(
         address="local",
@@ -68,6 +77,7 @@ def start_ray(config: ServerConfig) -> str:
         dashboard_host="127.0.0.1" if config.dev else "0.0.0.0",
         dashboard_port=config.dashboard_port,
         log_to_driver=True,
+        runtime_env=runtime_env,
     )
     return f"http://{context.dashboard_url}" if context.dashboard_url else "(no dashboard)"
 
@@ -144,6 +154,7 @@ def banner(config: ServerConfig, dashboard: str) -> str:
         f"  Ray dashboard: {dashboard}",
         f"  API key: {key}" + (f"  secret: {secret}" if config.dev else ""),
         f"  mint a token: raysfu token --identity alice --room demo{'' if config.dev else ' --config FILE'}",
+        f"  demo page: http{config.ws_url.removeprefix('ws')}/",
     ]
     return "\n".join(lines)
 
@@ -163,7 +174,7 @@ def listen(config: ServerConfig) -> list[socket.socket]:
 
 
 def serve(config: ServerConfig) -> int:
-    logs.configure(config.media.log_level)
+    logs.configure(config.media.log_level, config.media.log_json)
     websockets.http11.MAX_LINE_LENGTH = MAX_REQUEST_LINE  # read by its parser at each request
     try:
         sockets = listen(config)
@@ -191,12 +202,17 @@ def serve(config: ServerConfig) -> int:
             ws_max_size=WS_MAX_SIZE,
             h11_max_incomplete_event_size=MAX_REQUEST_LINE,
             log_level=LOG_LEVELS[config.media.log_level],
+            # JSON lines: uvicorn's loggers go to the root logger's handler (logs.configure), not its own.
+            log_config=None if config.media.log_json else uvicorn.config.LOGGING_CONFIG,
             lifespan="off",
         ),
         sessions,
     )
     logging.getLogger("uvicorn.error").addFilter(DenialNoise())
-    print(banner(config, dashboard), flush=True)
+    if config.media.log_json:
+        log.info("%s", banner(config, dashboard))
+    else:
+        print(banner(config, dashboard), flush=True)
     try:
         server.run(sockets)
     finally:

@@ -8,7 +8,7 @@ import contextlib
 import functools
 import json
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -52,10 +52,11 @@ def serve_page() -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def launch_chromium() -> AsyncIterator[Browser]:
+async def launch_chromium(extra_args: Sequence[str] = ()) -> AsyncIterator[Browser]:
+    """Chromium with CHROMIUM_ARGS and `extra_args` (e.g. --use-file-for-fake-audio-capture=FILE.wav)."""
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *extra_args]
         )
         try:
             yield chromium

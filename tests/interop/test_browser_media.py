@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from playwright.async_api import Page
 
-from tests.interop.browser import browser_condition, browser_event, decoded_video, open_room
+from tests.interop.browser import browser_event, decoded_video, open_room
 from tests.interop.media import SILENCE_RMS, MediaSession
 from tests.interop.sdk import Connect, MintToken, Server, wait_for
 

@@ -6,7 +6,7 @@ import argparse
 import pytest
 from livekit.protocol import models
 
-from gateway.admin import AdminError, _server, participant_table, room_table, table, track_table
+from gateway.admin import AdminError, participant_table, room_table, server_settings, table, track_table
 from gateway.cli import parser
 
 
@@ -51,8 +51,8 @@ def _args(*argv: str) -> argparse.Namespace:
 
 def test_flags_win_over_the_environment() -> None:
     env = {"LIVEKIT_URL": "ws://env:7880", "LIVEKIT_API_KEY": "ek", "LIVEKIT_API_SECRET": "es"}
-    assert _server(_args(), env) == ("ws://env:7880", "ek", "es")
-    assert _server(_args("--url", "https://x", "--api-key", "k"), env) == ("https://x", "k", "es")
+    assert server_settings(_args(), env) == ("ws://env:7880", "ek", "es")
+    assert server_settings(_args("--url", "https://x", "--api-key", "k"), env) == ("https://x", "k", "es")
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,7 @@ def test_flags_win_over_the_environment() -> None:
 )
 def test_missing_settings_are_admin_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(AdminError, match=message):
-        _server(_args(), env)
+        server_settings(_args(), env)
 
 
 def test_a_bad_command_line_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:

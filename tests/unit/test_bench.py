@@ -7,11 +7,12 @@ import pytest
 
 from actors.media import codecs
 from actors.media import rtp as sfu_rtp
-from bench import janus, machine, proc, result, rtp, stats
+from bench import janus, machine, proc, result
 from bench.measure import Window
 from bench.result import ScenarioError
-from bench.rtp_peer import StreamCounter
 from bench.scenarios import MEDIA_WORKER_COMM, MediaPlan, MediaRun, media_figures
+from loadgen import rtp, stats
+from loadgen.rtp_peer import StreamCounter
 
 
 def test_percentiles_interpolate_between_ranks() -> None:

@@ -65,6 +65,7 @@ bind_addresses: [0.0.0.0, "::"]
 prometheus_port: 6789
 logging:
   level: warn
+  json: true
 rtc:
   port_range_start: 50000
   port_range_end: 50100
@@ -105,6 +106,7 @@ def test_load_reads_every_key_of_the_yaml_file(tmp_path: Path) -> None:
             stun_servers=("stun.example.org:3478",),
             max_worker_cpu=1.0,
             log_level="warn",
+            log_json=True,
         ),
     )
 
@@ -214,7 +216,8 @@ def test_no_keys_is_an_error() -> None:
             "keys: {k: s}\nlogging:\n  level: verbose\n",
             "'logging.level' must be one of debug, info, warn, error",
         ),
-        ("keys: {k: s}\nlogging:\n  json: true\n", "'logging.json' is a LiveKit setting"),
+        ("keys: {k: s}\nlogging:\n  json: yes please\n", "'logging.json' must be true or false"),
+        ("keys: {k: s}\nlogging:\n  sample: true\n", "'logging.sample' is a LiveKit setting"),
         ("keys: {k: s}\nprometheus_port: '6789'\n", "'prometheus_port' must be an integer from 0 to 65535"),
         ("keys: {k: s}\nwebhook:\n  urls: http://a/\n", "'webhook.urls' must be a list of strings"),
         (

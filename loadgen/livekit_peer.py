@@ -18,8 +18,8 @@ from aiortc import RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 from livekit.protocol import models, rtc
 
-from bench import rtp
-from bench.rtp_peer import RtpSendLoop, StreamCounter, add_send_loop, answer_offer, new_pc, wait_connected
+from loadgen import rtp
+from loadgen.rtp_peer import RtpSendLoop, StreamCounter, add_send_loop, answer_offer, new_pc, wait_connected
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
 """The light WebRTC peer of the load generator: real ICE + DTLS-SRTP (aiortc), no encoder, no decoder.
 
-Publishers send pre-built RTP (bench/rtp.py) through a passthrough sender; subscribers count what arrives and
-read the send-time trailer. The aiortc internals this needs are the SFU's own hooks (actors/media/hooks/:
-PassthroughSender, TapReceiver, TapDtlsTransport), imported here and nowhere else in bench/.
+Publishers send pre-built RTP (loadgen/rtp.py) through a passthrough sender; subscribers count what
+arrives and read the send-time trailer. The aiortc internals this needs are the SFU's own hooks
+(actors/media/hooks/: PassthroughSender, TapReceiver, TapDtlsTransport), imported here and nowhere else in
+loadgen/ and bench/.
 """
 
 import asyncio
@@ -22,7 +23,7 @@ from aiortc import (
 
 from actors.media import hooks
 from actors.media import rtp as sfu_rtp
-from bench import rtp
+from loadgen import rtp
 
 log = logging.getLogger(__name__)
 
