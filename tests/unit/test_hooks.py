@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import aioice.candidate
 import aioice.ice
+import aioice.stun
 import aioice.turn
 import aiortc
 import aiortc.codecs
@@ -207,3 +208,60 @@ async def test_a_connect_step_after_the_ice_transport_closed_is_not_an_error() -
         await offerer.close()
         await answerer.close()
     assert [e for e in errors if "InvalidStateError" in repr(e.get("exception"))] == []
+
+
+async def test_ice_restart_moves_media_to_a_pair_checked_with_the_new_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aioice has no ICE restart (a resumed session restarts it, as LiveKit's SDKs do): both sides take new
+    credentials, the old pair carries data until a pair checked with them is nominated, and a check with
+    the old credentials is refused afterwards."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", hooks.fixed_host_addresses(["127.0.0.1"]))
+    client = aioice.ice.Connection(ice_controlling=True, use_ipv6=False)
+    server = aioice.ice.Connection(ice_controlling=False, use_ipv6=False)
+    await asyncio.gather(client.gather_candidates(), server.gather_candidates())
+    for here, there in ((client, server), (server, client)):
+        here.remote_username, here.remote_password = there.local_username, there.local_password
+        for candidate in there.local_candidates:
+            await here.add_remote_candidate(candidate)
+        await here.add_remote_candidate(None)
+    try:
+        await asyncio.wait_for(asyncio.gather(client.connect(), server.connect()), 10)
+        old_credentials = (server.local_username, server.local_password)
+        old_pairs = (client._nominated[1], server._nominated[1])
+
+        hooks.restart_local_credentials(client)  # the client's ICE-restart offer...
+        hooks.restart_local_credentials(server)  # ... and the SFU's answer
+        assert (server.local_username, server.local_password) != old_credentials
+        await client.send(b"on the old pair meanwhile")
+        assert await asyncio.wait_for(server.recv(), 5) == b"on the old pair meanwhile"
+        hooks.restart_checks(server, client.local_username, client.local_password)
+        hooks.restart_checks(client, server.local_username, server.local_password)
+        async with asyncio.timeout(10):
+            while client._nominated.get(1) is old_pairs[0] or server._nominated.get(1) is old_pairs[1]:
+                await asyncio.sleep(0.02)
+
+        await client.send(b"after the restart")
+        assert await asyncio.wait_for(server.recv(), 5) == b"after the restart"
+        await server.send(b"and back")
+        assert await asyncio.wait_for(client.recv(), 5) == b"and back"
+        stale = aioice.stun.Message(aioice.stun.Method.BINDING, aioice.stun.Class.REQUEST)
+        stale.attributes["USERNAME"] = f"{old_credentials[0]}:{client.local_username}"
+        stale.add_message_integrity(old_credentials[1].encode())
+        pair = client._nominated[1]
+        with pytest.raises(aioice.stun.TransactionError) as refused:
+            await pair.protocol.request(stale, pair.remote_addr, retransmissions=0)
+        assert refused.value.response is not None and refused.value.response.error_code == 401
+    finally:
+        await asyncio.gather(client.close(), server.close())
+
+
+async def test_ice_connections_of_a_bundled_peer_connection() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        pc.addTransceiver("audio")
+        pc.createDataChannel("x")
+        (connection,) = hooks.ice_connections(pc)
+        assert isinstance(connection, aioice.ice.Connection)
+    finally:
+        await pc.close()
