@@ -8,6 +8,7 @@ Participant's messages back to the client, both through the links to the Partici
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -17,10 +18,10 @@ from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from actors import ids, limits, protocol
-from actors.errors import ActorGone, LimitExceededError, RaysfuError, unwrap
+from actors.errors import ActorGone, LimitExceededError, NotFoundError, RaysfuError, RoomClosedError, unwrap
 from actors.media.ratelog import RateLimitedLog
 from actors.participant import JoinParams
-from actors.registry import open_room
+from actors.registry import lookup_room, open_room
 from actors.room import Joined
 from gateway.auth import (
     AuthError,
@@ -80,11 +81,15 @@ async def seat(config: ServerConfig, room: str, params: JoinParams) -> Joined:
 class Session:
     """One client's WebSocket, from accept to close."""
 
-    def __init__(self, ws: WebSocket, links: HostLinks, label: str, messages_per_second: float = 0.0) -> None:
-        """`messages_per_second`: the client's signalling rate limit (limits.RateLimit; 0 = none)."""
+    def __init__(
+        self, ws: WebSocket, links: HostLinks, label: str, key: str, messages_per_second: float = 0.0
+    ) -> None:
+        """`key`: what the links route this socket's messages by; `messages_per_second`: the client's
+        signalling rate limit (limits.RateLimit; 0 = none)."""
         self._ws = ws
         self._links = links
         self._label = label
+        self._key = key
         self._rate = limits.RateLimit(messages_per_second)
         self._outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._backlog = 0  # bytes in _outgoing
@@ -112,10 +117,12 @@ class Session:
         self._outgoing.put_nowait(leave.SerializeToString())
         self._outgoing.put_nowait(None)
 
-    async def run(self, joined: Joined) -> None:
-        """Accept, send the JoinResponse, then relay until either side ends; the seated session ends with
-        the socket, including when the client gave up while its join was being seated (an SDK's join
-        timeout on a loaded server): accepting then fails, and a session nobody holds must not stay."""
+    async def run(self, joined: Joined, resumed: bool = False) -> None:
+        """Accept, send the JoinResponse (or a resume's ReconnectResponse), then relay until either side
+        ends; the seated session ends with the socket, including when the client gave up while its join
+        was being seated (an SDK's join timeout on a loaded server): accepting then fails, and a session
+        nobody holds must not stay. A socket that just drops leaves the session to be resumed
+        (Participant.signal_closed)."""
         self._participant = joined.participant
         reason = models.DisconnectReason.SIGNAL_CLOSE
         pump: asyncio.Task[None] | None = None
@@ -127,7 +134,8 @@ class Session:
                 reason = models.DisconnectReason.JOIN_FAILURE
                 return
             await self._send(joined.response)
-            self._participant.tell("start")
+            if not resumed:
+                self._participant.tell("start")
             pump = asyncio.get_running_loop().create_task(self._pump())
             while not self._closing:
                 message = await self._ws.receive()
@@ -154,7 +162,10 @@ class Session:
 
     async def _end(self, reason: models.DisconnectReason) -> None:
         try:
-            await self._participant.call("close", reason, False)
+            if reason == models.DisconnectReason.SIGNAL_CLOSE:
+                await self._participant.call("signal_closed", self._key)
+            else:
+                await self._participant.call("close", reason, False)
         except ActorGone:
             pass
 
@@ -185,7 +196,7 @@ class Session:
         elif kind is None:
             self._refuse("unknown", "SignalRequest without a known message")
         else:
-            self._links.signal(self._participant, self._seq, req)
+            self._links.signal(self._participant, self._key, self._seq, req)
             self._seq += 1
         return kind
 
@@ -264,15 +275,11 @@ class Sessions:
             await ws.send_denial_response(PlainTextResponse(exc.reason, status_code=exc.status))
             return
         if ws.query_params.get("reconnect") == "1":
-            # No session resume yet: LeaveRequest(RECONNECT) makes the SDK do a full rejoin at once.
-            await ws.accept()
-            leave = protocol.leave(models.DisconnectReason.STATE_MISMATCH, reconnect=True)
-            await ws.send_bytes(leave.SerializeToString())
-            await ws.close()
+            await self._resume(ws, config, claims, room)
             return
         sid = ids.participant_sid()
         label = f"{room}/{claims.identity} {sid}"
-        session = Session(ws, self.links, label, config.media.limits.signal_messages_per_second)
+        session = Session(ws, self.links, label, sid, config.media.limits.signal_messages_per_second)
         self.links.register(sid, session)  # before the join: the participant's first messages follow it
         try:
             try:
@@ -283,9 +290,38 @@ class Sessions:
                 log.warning("join of %s to %s refused: %s", claims.identity, room, unwrap(exc))
                 await ws.send_denial_response(PlainTextResponse(str(unwrap(exc)), status_code=status))
                 return
-            self.links.attach(joined.participant)
+            self.links.attach(sid, joined.participant)
             self._active.add(session)
             await session.run(joined)
         finally:
             self._active.discard(session)
             self.links.unregister(sid)
+
+    async def _resume(self, ws: WebSocket, config: ServerConfig, claims: Claims, room: str) -> None:
+        """`reconnect=1`: the client's signalling dropped and it resumes session `sid`, through this gateway
+        or another. A session that is gone is answered as LiveKit does: LeaveRequest(STATE_MISMATCH,
+        RECONNECT), which makes the SDK join anew at once."""
+        sid = str(ws.query_params.get("sid", ""))
+        key = f"{sid}/{secrets.token_hex(4)}"
+        label = f"{room}/{claims.identity} {sid} (resumed)"
+        session = Session(ws, self.links, label, key, config.media.limits.signal_messages_per_second)
+        self.links.register(key, session)  # before the resume: its first messages follow it
+        try:
+            try:
+                handle = await lookup_room(room)
+                if handle is None:
+                    raise NotFoundError(f"room {room} is not open")
+                joined: Joined = await handle.call("resume", claims.identity, sid, self.links.gateway, key)
+            except (NotFoundError, RoomClosedError, ActorGone) as exc:
+                log.info("resume of %s (%s) in %s refused: %s", claims.identity, sid, room, unwrap(exc))
+                await ws.accept()
+                leave = protocol.leave(models.DisconnectReason.STATE_MISMATCH, reconnect=True)
+                await ws.send_bytes(leave.SerializeToString())
+                await ws.close()
+                return
+            self.links.attach(key, joined.participant)
+            self._active.add(session)
+            await session.run(joined, resumed=True)
+        finally:
+            self._active.discard(session)
+            self.links.unregister(key)

@@ -213,6 +213,13 @@ class ParticipantPeers:
             except Exception as exc:  # aiortc's teardown racing a transport that already failed
                 _ratelog.warning("close_failed", "%r: error closing a peer connection: %r", self, exc)
 
+    def is_connected(self) -> bool:
+        return any(pc.connectionState == "connected" for pc in self._pcs.values())
+
+    def failed(self) -> bool:
+        """One of the PCs failed or closed: ICE cannot restart on it (aioice's sockets are gone)."""
+        return self.closed or any(pc.connectionState in ("failed", "closed") for pc in self._pcs.values())
+
     async def wait_connected(self) -> bool:
         """Until one of the PCs connects (True) or the peers close first (False)."""
         await self._settled.wait()

@@ -1,0 +1,127 @@
+"""Resuming a session after its signalling dropped (LiveKit's resume), with the Python SDK.
+
+`simulate_scenario(SIMULATE_SIGNAL_RECONNECT)` closes the SDK's WebSocket; the SDK reconnects it with
+`reconnect=1&sid=...`, gets a ReconnectResponse, sends its SyncState and restarts ICE on its publisher PC
+while the server restarts it on the subscriber PC. The session goes on: the same sid, nobody sees a leave,
+media and data flow again. A resume of a session that is gone is answered as LiveKit does
+(LeaveRequest STATE_MISMATCH, RECONNECT), and the SDK then joins anew.
+"""
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+from livekit import rtc
+from livekit.protocol import models
+from livekit.protocol import rtc as rtc_pb
+from livekit.rtc._proto.room_pb2 import SimulateScenarioKind
+
+from tests.interop.media import MediaReceiver, MediaSession, VideoSample
+from tests.interop.sdk import Connect, Events, MintToken, Server
+
+pytestmark = pytest.mark.timeout(120)
+
+FIRST_MEDIA = 15.0
+RESUMED = 20.0  # the SDK's resume: a new WebSocket, the ICE restarts
+
+
+def readable(sample: VideoSample) -> bool:
+    return sample.counter is not None
+
+
+async def receives(rx: MediaReceiver, identity: str, since: float) -> None:
+    await rx.wait_frames(10, FIRST_MEDIA, identity=identity, since=since, where=readable)
+    await rx.wait_tone(FIRST_MEDIA, identity=identity, since=since)
+
+
+async def signal_reconnect(room: rtc.Room) -> None:
+    """Drop the SDK's signalling and wait until it says it reconnected."""
+    events = Events(room, "reconnected")
+    await room.simulate_scenario(SimulateScenarioKind.SIMULATE_SIGNAL_RECONNECT)
+    await events.wait("reconnected", timeout=RESUMED)
+
+
+async def test_signal_reconnect_resumes_the_session(
+    connect: Connect, media: MediaSession, room_name: str
+) -> None:
+    alice = await connect("alice", room_name)
+    bob = await connect("bob", room_name)
+    alice_rx, bob_rx = media.receive(alice), media.receive(bob)
+    await media.publish(alice)
+    await media.publish(bob)
+    start = time.monotonic()
+    await asyncio.gather(receives(bob_rx, "alice", start), receives(alice_rx, "bob", start))
+    sid = alice.local_participant.sid
+    bob_events = Events(bob, "participant_disconnected", "participant_connected", "track_unpublished")
+    alice_events = Events(alice, "participant_disconnected", "participant_connected", "disconnected")
+    bob_data = Events(bob, "data_received")
+    alice_data = Events(alice, "data_received")
+
+    await signal_reconnect(alice)
+    resumed = time.monotonic()
+
+    assert alice.local_participant.sid == sid
+    assert alice.connection_state == rtc.ConnectionState.CONN_CONNECTED
+    # Media in both directions after the ICE restarts (the publisher's and the subscriber's).
+    await asyncio.gather(receives(bob_rx, "alice", resumed), receives(alice_rx, "bob", resumed))
+    await alice.local_participant.publish_data(b"after the resume", reliable=True, topic="t")
+    await bob.local_participant.publish_data(b"and back", reliable=True, topic="t")
+    (packet,) = await bob_data.wait("data_received", lambda p: p.topic == "t")
+    assert packet.data == b"after the resume" and packet.participant.identity == "alice"
+    (packet,) = await alice_data.wait("data_received", lambda p: p.topic == "t")
+    assert packet.data == b"and back"
+    # Past aioice's consent expiry for checks the restart left unanswered: still connected, still flowing.
+    await asyncio.sleep(5)
+    later = time.monotonic()
+    await asyncio.gather(receives(bob_rx, "alice", later), receives(alice_rx, "bob", later))
+    assert bob_events.names() == [], bob_events.names()
+    assert alice_events.names() == [], alice_events.names()
+    assert [p.identity for p in bob.remote_participants.values()] == ["alice"]
+    assert bob.remote_participants["alice"].sid == sid
+
+
+async def test_resume_twice_keeps_the_session(connect: Connect, media: MediaSession, room_name: str) -> None:
+    alice = await connect("alice", room_name)
+    bob = await connect("bob", room_name)
+    bob_rx = media.receive(bob)
+    await media.publish(alice)
+    sid = alice.local_participant.sid
+    events = Events(bob, "participant_disconnected")
+    for _ in range(2):
+        await signal_reconnect(alice)
+        await receives(bob_rx, "alice", time.monotonic())
+    assert alice.local_participant.sid == sid
+    assert events.names() == []
+
+
+async def first_message(http: aiohttp.ClientSession, url: str, jwt: str) -> rtc_pb.SignalResponse:
+    async with http.ws_connect(url, headers={"Authorization": f"Bearer {jwt}"}) as ws:
+        message = await asyncio.wait_for(ws.receive(), 10)
+        assert message.type == aiohttp.WSMsgType.BINARY, message
+        return rtc_pb.SignalResponse.FromString(message.data)
+
+
+def is_reconnect_leave(response: rtc_pb.SignalResponse) -> bool:
+    leave = response.leave
+    return (
+        response.WhichOneof("message") == "leave"
+        and leave.reason == models.DisconnectReason.STATE_MISMATCH
+        and leave.action == rtc_pb.LeaveRequest.RECONNECT
+    )
+
+
+async def test_resume_of_a_session_that_is_gone_is_told_to_reconnect(
+    server: Server, connect: Connect, token: MintToken, room_name: str
+) -> None:
+    alice = await connect("alice", room_name)
+    resume = f"{server.url}/rtc?protocol=16&sdk=python&reconnect=1&sid="
+    async with aiohttp.ClientSession() as http:
+        # No such session in the room; a session of another identity; a room that is not open.
+        for url, jwt in (
+            (f"{resume}PA_unknown", token("alice", room_name)),
+            (f"{resume}{alice.local_participant.sid}", token("mallory", room_name)),
+            (f"{resume}{alice.local_participant.sid}", token("alice", f"{room_name}-none")),
+        ):
+            assert is_reconnect_leave(await first_message(http, url, jwt))
+    assert alice.connection_state == rtc.ConnectionState.CONN_CONNECTED
