@@ -19,6 +19,7 @@ from livekit.rtc._proto.room_pb2 import SimulateScenarioKind
 
 from tests.interop.media import MediaReceiver, MediaSession, VideoSample
 from tests.interop.sdk import Connect, Events, MintToken, Server
+from tests.interop.test_bad_input import RawClient, raw_join
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -125,3 +126,39 @@ async def test_resume_of_a_session_that_is_gone_is_told_to_reconnect(
         ):
             assert is_reconnect_leave(await first_message(http, url, jwt))
     assert alice.connection_state == rtc.ConnectionState.CONN_CONNECTED
+
+
+async def test_sync_state_is_checked_against_the_session(
+    server: Server, connect: Connect, token: MintToken, room_name: str
+) -> None:
+    """A raw client resumes its own session over a second socket (which replaces the first, as in
+    LiveKit): a SyncState that matches keeps it; one naming a track the session does not publish gets
+    LeaveRequest(STATE_MISMATCH, RECONNECT) and ends it."""
+    bob = await connect("bob", room_name)
+    events = Events(bob, "participant_connected", "participant_disconnected")
+    jwt = token("alice", room_name)
+    async with aiohttp.ClientSession() as http:
+        first = await raw_join(http, server, jwt)
+        (alice,) = await events.wait("participant_connected")
+        ws = await http.ws_connect(
+            f"{server.url}/rtc?protocol=16&sdk=python&reconnect=1&sid={alice.sid}",
+            headers={"Authorization": f"Bearer {jwt}"},
+        )
+        resumed = RawClient(ws)
+        await resumed.next("reconnect")
+        update = await resumed.next("update")
+        assert {p.identity for p in update.update.participants} == {"alice", "bob"}
+        async with asyncio.timeout(10):  # the first socket is closed after what was sent on it
+            while (closed := await first.ws.receive()).type == aiohttp.WSMsgType.BINARY:
+                pass
+        assert closed.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), closed
+
+        await resumed.send(rtc_pb.SignalRequest(sync_state=rtc_pb.SyncState()))
+        await resumed.ping()
+        assert events.names() == ["participant_connected"]
+
+        unknown = rtc_pb.TrackPublishedResponse(cid="cam", track=models.TrackInfo(sid="TR_unknown"))
+        await resumed.send(rtc_pb.SignalRequest(sync_state=rtc_pb.SyncState(publish_tracks=[unknown])))
+        assert is_reconnect_leave(await resumed.next("leave"))
+        (gone,) = await events.wait("participant_disconnected")
+        assert gone.sid == alice.sid
