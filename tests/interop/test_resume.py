@@ -9,6 +9,7 @@ media and data flow again. A resume of a session that is gone is answered as Liv
 
 import asyncio
 import time
+from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -16,7 +17,9 @@ from livekit import rtc
 from livekit.protocol import models
 from livekit.protocol import rtc as rtc_pb
 from livekit.rtc._proto.room_pb2 import SimulateScenarioKind
+from playwright.async_api import Page
 
+from tests.interop.browser import browser_condition, browser_event
 from tests.interop.media import MediaReceiver, MediaSession, VideoSample
 from tests.interop.sdk import Connect, Events, MintToken, Server
 from tests.interop.test_bad_input import RawClient, raw_join
@@ -162,3 +165,46 @@ async def test_sync_state_is_checked_against_the_session(
         assert is_reconnect_leave(await resumed.next("leave"))
         (gone,) = await events.wait("participant_disconnected")
         assert gone.sid == alice.sid
+
+
+async def test_browser_resumes_after_a_signal_reconnect(
+    page: Page,
+    page_url: str,
+    server: Server,
+    token: MintToken,
+    connect: Connect,
+    media: MediaSession,
+    room_name: str,
+) -> None:
+    """livekit-client's resume (simulateScenario('signal-reconnect')): the same sid, the Python client sees
+    no leave, and media flows both ways after the ICE restarts."""
+    query = {"url": server.url, "token": token("browser", room_name), "publish": "1"}
+    await page.goto(f"{page_url}?{urlencode(query)}")
+    joined = await browser_event(page, "e => e.ev === 'connected' || e.ev === 'connectFailed'")
+    assert joined["ev"] == "connected", joined
+    published = await browser_event(page, "e => e.ev === 'published' || e.ev === 'publishFailed'")
+    assert published["ev"] == "published", published
+    alice = await connect("alice", room_name)
+    rx = media.receive(alice)
+    pub = await media.publish(alice, audio=False)
+    assert pub.video_publication is not None
+    video_sid = pub.video_publication.sid
+    await rx.wait_frames(10, FIRST_MEDIA, identity="browser")
+    decoded = f"window.__video['{video_sid}'] ? window.__video['{video_sid}'].framesDecoded : 0"
+    await browser_condition(page, f"({decoded}) >= 10", "10 decoded frames of alice's video")
+    events = Events(alice, "participant_disconnected", "participant_connected")
+
+    await page.evaluate("window.__room.simulateScenario('signal-reconnect')")
+    lost = await browser_event(page, "e => e.ev === 'connectionState' && e.state === 'signalReconnecting'")
+    await browser_event(
+        page, f"e => e.ev === 'connectionState' && e.state === 'connected' && e.t >= {lost['t']}", RESUMED
+    )
+    resumed = time.monotonic()
+    frames = await page.evaluate(decoded)
+
+    assert await page.evaluate("window.__room.localParticipant.sid") == joined["sid"]
+    await rx.wait_frames(10, FIRST_MEDIA, identity="browser", since=resumed)
+    await browser_condition(page, f"({decoded}) >= {frames + 30}", "30 more decoded frames of alice's video")
+    await asyncio.sleep(3)
+    assert events.names() == []
+    assert "browser" in alice.remote_participants
