@@ -31,6 +31,7 @@ from actors.hosting import ActorRef
 from actors.inbox import SequencedInbox
 from actors.media.ratelog import RateLimitedLog
 from actors.naming import participant_label
+from actors.tasks import spawn
 
 if TYPE_CHECKING:
     from actors.worker import MediaWorker
@@ -160,7 +161,7 @@ class Participant:
             return
         log.info("%s: signal connection lost; waiting for the client to resume", self)
         self._socket = None
-        asyncio.get_running_loop().create_task(self._await_resume())
+        spawn(self._await_resume(), f"{self!r}: waiting for a resume")
 
     async def _await_resume(self) -> None:
         loop = asyncio.get_running_loop()

@@ -9,7 +9,6 @@ media and data flow again. A resume of a session that is gone is answered as Liv
 
 import asyncio
 import time
-from urllib.parse import urlencode
 
 import aiohttp
 import pytest
@@ -23,6 +22,7 @@ from tests.interop.browser import browser_condition, browser_event
 from tests.interop.media import MediaReceiver, MediaSession, VideoSample
 from tests.interop.sdk import Connect, Events, MintToken, Server
 from tests.interop.test_bad_input import RawClient, raw_join
+from tests.interop.test_browser_media import open_room
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -178,10 +178,8 @@ async def test_browser_resumes_after_a_signal_reconnect(
 ) -> None:
     """livekit-client's resume (simulateScenario('signal-reconnect')): the same sid, the Python client sees
     no leave, and media flows both ways after the ICE restarts."""
-    query = {"url": server.url, "token": token("browser", room_name), "publish": "1"}
-    await page.goto(f"{page_url}?{urlencode(query)}")
-    joined = await browser_event(page, "e => e.ev === 'connected' || e.ev === 'connectFailed'")
-    assert joined["ev"] == "connected", joined
+    await open_room(page, page_url, server, token("browser", room_name), publish=True)
+    sid = await page.evaluate("window.__room.localParticipant.sid")
     published = await browser_event(page, "e => e.ev === 'published' || e.ev === 'publishFailed'")
     assert published["ev"] == "published", published
     alice = await connect("alice", room_name)
@@ -202,7 +200,7 @@ async def test_browser_resumes_after_a_signal_reconnect(
     resumed = time.monotonic()
     frames = await page.evaluate(decoded)
 
-    assert await page.evaluate("window.__room.localParticipant.sid") == joined["sid"]
+    assert await page.evaluate("window.__room.localParticipant.sid") == sid
     await rx.wait_frames(10, FIRST_MEDIA, identity="browser", since=resumed)
     await browser_condition(page, f"({decoded}) >= {frames + 30}", "30 more decoded frames of alice's video")
     await asyncio.sleep(3)

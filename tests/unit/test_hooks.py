@@ -26,6 +26,7 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from pylibsrtp import Policy, Session
 
 from actors.media import hooks, rtp
+from tests.unit.media_peers import connected_ice_pair
 
 
 def test_pinned_versions() -> None:
@@ -217,16 +218,8 @@ async def test_ice_restart_moves_media_to_a_pair_checked_with_the_new_credential
     credentials, the old pair carries data until a pair checked with them is nominated, and a check with
     the old credentials is refused afterwards."""
     monkeypatch.setattr(aioice.ice, "get_host_addresses", hooks.fixed_host_addresses(["127.0.0.1"]))
-    client = aioice.ice.Connection(ice_controlling=True, use_ipv6=False)
-    server = aioice.ice.Connection(ice_controlling=False, use_ipv6=False)
-    await asyncio.gather(client.gather_candidates(), server.gather_candidates())
-    for here, there in ((client, server), (server, client)):
-        here.remote_username, here.remote_password = there.local_username, there.local_password
-        for candidate in there.local_candidates:
-            await here.add_remote_candidate(candidate)
-        await here.add_remote_candidate(None)
+    client, server = await connected_ice_pair()
     try:
-        await asyncio.wait_for(asyncio.gather(client.connect(), server.connect()), 10)
         old_credentials = (server.local_username, server.local_password)
         old_pairs = (client._nominated[1], server._nominated[1])
 
