@@ -18,6 +18,7 @@ from livekit.protocol import rtc as rtc_pb
 from livekit.rtc._proto.room_pb2 import SimulateScenarioKind
 from playwright.async_api import Page
 
+from bench.livekit_peer import LiveKitPeer
 from tests.interop.browser import browser_condition, browser_event
 from tests.interop.media import MediaReceiver, MediaSession, VideoSample
 from tests.interop.sdk import Connect, Events, MintToken, Server
@@ -206,3 +207,27 @@ async def test_browser_resumes_after_a_signal_reconnect(
     await asyncio.sleep(3)
     assert events.names() == []
     assert "browser" in alice.remote_participants
+
+
+async def test_a_dropped_session_ends_once_its_peer_connections_are_down(
+    server: Server, connect: Connect, token: MintToken, room_name: str
+) -> None:
+    """A client whose WebSocket drops keeps its seat while its peer connection is up (nobody sees it leave,
+    it may resume); once that is down too, it leaves within RESUME_GRACE (5 s) and a little."""
+    bob = await connect("bob", room_name)
+    events = Events(bob, "participant_connected", "participant_disconnected")
+    peer = LiveKitPeer(server.url, token("alice", room_name), "alice")
+    try:
+        await peer.connect()  # its subscriber PC is connected
+        await events.wait("participant_connected")
+        assert peer.ws is not None
+        await peer.ws.close()  # no LeaveRequest: the socket just drops
+        await asyncio.sleep(3)
+        assert events.names() == ["participant_connected"]
+        await peer.subscriber.close()
+        down = time.monotonic()
+        (gone,) = await events.wait("participant_disconnected", timeout=15)
+        assert gone.identity == "alice"
+        assert time.monotonic() - down < 10
+    finally:
+        await peer.close()
