@@ -18,6 +18,7 @@ from livekit.protocol import rtc as rtc_pb
 from livekit.rtc._proto.room_pb2 import SimulateScenarioKind
 from playwright.async_api import Page
 
+from actors.media.hooks.aioice import CONSENT_EXPIRY, CONSENT_INTERVAL
 from bench.livekit_peer import LiveKitPeer
 from tests.interop.browser import browser_condition, browser_event
 from tests.interop.media import MediaReceiver, MediaSession, VideoSample
@@ -25,7 +26,7 @@ from tests.interop.sdk import Connect, Events, MintToken, Server
 from tests.interop.test_bad_input import RawClient, raw_join
 from tests.interop.test_browser_media import open_room
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = pytest.mark.timeout(150)
 
 FIRST_MEDIA = 15.0
 RESUMED = 20.0  # the SDK's resume: a new WebSocket, the ICE restarts
@@ -76,8 +77,9 @@ async def test_signal_reconnect_resumes_the_session(
     assert packet.data == b"after the resume" and packet.participant.identity == "alice"
     (packet,) = await alice_data.wait("data_received", lambda p: p.topic == "t")
     assert packet.data == b"and back"
-    # Past aioice's consent expiry for checks the restart left unanswered: still connected, still flowing.
-    await asyncio.sleep(5)
+    # Past consent expiry (30 s without an answered consent check): the checks on the restarted pair, with
+    # the new credentials, are answered; media still flows.
+    await asyncio.sleep(CONSENT_EXPIRY + CONSENT_INTERVAL)
     later = time.monotonic()
     await asyncio.gather(receives(bob_rx, "alice", later), receives(alice_rx, "bob", later))
     assert bob_events.names() == [], bob_events.names()

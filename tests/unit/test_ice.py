@@ -220,6 +220,26 @@ def fast_consent(monkeypatch: pytest.MonkeyPatch, restore_aioice: None) -> None:
     monkeypatch.setattr(aioice.ice.Connection, "query_consent", aioice.ice.Connection.query_consent)
 
 
+async def test_consent_holds_after_an_ice_restart(
+    fast_consent: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Consent checks after a restart (a resumed session) go with the remote's new password: answered."""
+    monkeypatch.setattr(ice, "CONSENT_EXPIRY", 1.5)
+    monkeypatch.setattr(ice, "CONSENT_RETRANSMISSIONS", 1)  # a check gives up after 1.5 s
+    use_rfc_consent_freshness()
+    a, b = await connected_ice_pair()
+    try:
+        await asyncio.sleep(0.5)  # consent checks under way with the first credentials
+        ice.restart_local_credentials(a)
+        ice.restart_local_credentials(b)
+        ice.restart_checks(a, b.local_username, b.local_password)
+        ice.restart_checks(b, a.local_username, a.local_password)
+        assert not await _closes_within(a, 5.0)
+        assert not await _closes_within(b, 0.1)
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
 async def test_aioice_consent_cuts_off_a_peer_that_answers_late(fast_consent: None) -> None:
     """Why raysfu replaces it: every check answered, 0.8 s late, and aioice closes the connection."""
     a, b = await connected_ice_pair()

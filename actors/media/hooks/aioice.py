@@ -190,12 +190,13 @@ async def query_consent(connection: aioice.ice.Connection) -> None:
     its retransmissions, and consent expires once no check has been answered for CONSENT_EXPIRY, as the
     RFC words it. Reaches into aioice 0.13's `_nominated` and `_query_consent_task` (tests/unit/test_ice.py).
     """
-    assert connection.remote_password is not None  # checks start once connect() has it, as aioice's
-    key = connection.remote_password.encode("utf8")
     loop = asyncio.get_running_loop()
     answered = loop.time()
     while True:
         await asyncio.sleep(CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+        # Read each time: an ICE restart (restart_checks) changes the remote password.
+        assert connection.remote_password is not None  # checks start once connect() has it, as aioice's
+        key = connection.remote_password.encode("utf8")
         for pair in list(connection._nominated.values()):
             request = connection.build_request(pair, nominate=False)
             try:
