@@ -206,7 +206,11 @@ async def test_browser_resumes_after_a_signal_reconnect(
     assert await page.evaluate("window.__room.localParticipant.sid") == sid
     await rx.wait_frames(10, FIRST_MEDIA, identity="browser", since=resumed)
     await browser_condition(page, f"({decoded}) >= {frames + 30}", "30 more decoded frames of alice's video")
-    await asyncio.sleep(3)
+    await asyncio.sleep(CONSENT_EXPIRY + CONSENT_INTERVAL)  # the restarted pairs' consent checks hold
+    later = time.monotonic()
+    frames = await page.evaluate(decoded)
+    await rx.wait_frames(10, FIRST_MEDIA, identity="browser", since=later)
+    await browser_condition(page, f"({decoded}) >= {frames + 30}", "30 more decoded frames of alice's video")
     assert events.names() == []
     assert "browser" in alice.remote_participants
 
