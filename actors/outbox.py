@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class Batch:
-    # (participant sid, serialized SignalResponse), in order; None as the data: the session ended, close it
+    # (the WebSocket's key: its participant's sid, or a resume's; serialized SignalResponse), in order;
+    # None as the data: the socket is done with, close it
     messages: list[tuple[str, bytes | None]]
     cursor: int  # pass back to the next poll: everything before it was delivered
     epoch: int  # the queue's; a cursor of another epoch (a queue dropped and made anew) counts from 0

@@ -41,6 +41,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _ratelog = RateLimitedLog(log)  # requests refused for what a client did, once per cause
 
+# A session whose WebSocket dropped while one of its peer connections is connected waits for the client to
+# resume it (LiveKit's); once no peer connection is connected it ends after this long, as LiveKit's
+# disconnect timer does.
+RESUME_GRACE = 5.0
+WATCH_INTERVAL = 0.5  # seconds between looks at a detached session's peer connections
+
 
 @dataclass(frozen=True)
 class JoinParams:
@@ -54,7 +60,7 @@ class JoinParams:
     client_protocol: int = 0
     auto_subscribe: bool = True
     sdk: str = ""
-    sid: str = ""  # chosen by the gateway, which routes the session's messages by it
+    sid: str = ""  # chosen by the gateway, which routes the session's messages by it (the first socket's)
     gateway: str = ""  # the gateway holding the client's WebSocket (its outbox on the host)
     node: str = ""  # the gateway's node label: the participant is placed there while it has room
     single_pc: bool = False  # joined on /rtc/v1: one peer connection, offered by the client only
@@ -75,6 +81,9 @@ class Participant:
         self.ref = ActorRef(host.name, info.sid, participant_label(self._room_name, info.identity))
         self._info = info
         self._params = params
+        # The client's WebSocket: its gateway, and the key the gateway routes its messages by (the sid for
+        # the first; a resume through any gateway brings another). None while the session has none.
+        self._socket: tuple[str, str] | None = (params.gateway, info.sid)
         self._closed_reason: models.DisconnectReason | None = None
         self._closed = asyncio.Event()
         self._offer_id = 0
@@ -84,6 +93,7 @@ class Participant:
         # With one PC: a client offer is being answered / one was answered (see _negotiate).
         self._answering = False
         self._answered = False
+        self._ice_restart = False  # the next subscriber offer restarts ICE (a resume)
         self._pending: dict[str, models.TrackInfo] = {}  # AddTrackRequest cid -> announced, not yet bound
         self._published: dict[str, models.TrackInfo] = {}  # track sid -> bound to a publisher m-line
         self._published_cids: dict[str, str] = {}  # track sid -> the client's cid of it
@@ -134,7 +144,7 @@ class Participant:
         self._closed_reason = reason
         if notify:
             self._send(protocol.leave(reason))
-        self._host.outboxes.put(self._params.gateway, self._info.sid, None)  # the gateway closes the socket
+        self._drop_socket()
         if self._negotiation is not None:
             self._negotiation.cancel()
         self._track_settings.close()
@@ -147,9 +157,61 @@ class Participant:
 
     async def gateway_lost(self, gateway: str) -> None:
         """The host heard nothing from `gateway` for too long (see MediaWorker): it holds no socket now."""
-        if gateway == self._params.gateway:
-            log.warning("%s: gateway %s stopped polling, closing", self, gateway)
+        if self._socket is not None and self._socket[0] == gateway:
+            log.warning("%s: gateway %s stopped polling", self, gateway)
+            await self.signal_closed(self._socket[1])
+
+    async def signal_closed(self, key: str) -> None:
+        """The client's WebSocket `key` dropped (not a leave). As in LiveKit, a session none of whose peer
+        connections ever connected ends; else it waits for the client to resume it (`resume`), until none
+        of them has been connected for RESUME_GRACE."""
+        if self._closed_reason is not None or self._socket is None or self._socket[1] != key:
+            return  # a socket that a resume replaced
+        if not self._host.peers_connected(self._info.sid, ever=True):
             await self.close(models.DisconnectReason.SIGNAL_CLOSE, False)
+            return
+        log.info("%s: signal connection lost; waiting for the client to resume", self)
+        self._socket = None
+        spawn(self._await_resume(), f"{self!r}: waiting for a resume")
+
+    async def _await_resume(self) -> None:
+        loop = asyncio.get_running_loop()
+        disconnected_since: float | None = None
+        while self._socket is None and self._closed_reason is None:
+            if self._host.peers_connected(self._info.sid):
+                disconnected_since = None
+            elif disconnected_since is None:
+                disconnected_since = loop.time()
+            elif loop.time() - disconnected_since >= RESUME_GRACE:
+                log.info("%s: not resumed, and its peer connections are down: closing", self)
+                await self.close(models.DisconnectReason.SIGNAL_CLOSE, False)
+                return
+            await asyncio.sleep(WATCH_INTERVAL)
+
+    async def resume(
+        self, gateway: str, key: str, participants: list[models.ParticipantInfo], room: models.Room
+    ) -> bytes:
+        """The client reconnected its signalling (`reconnect=1`) on WebSocket `key` of `gateway`: the session
+        goes on there. Returns the ReconnectResponse for the gateway to send first; then, as LiveKit does,
+        everybody's info and the room's, and a subscriber offer that restarts ICE (the client restarts it
+        on the publisher PC and sends its SyncState). NotFoundError when the session cannot go on: ended,
+        or its peer connections failed (aioice cannot restart a closed connection): the client then
+        joins anew."""
+        if self._closed_reason is not None:
+            raise NotFoundError(f"participant {self._info.sid} has left")
+        if self._host.peers_failed(self._info.sid):
+            await self.close(models.DisconnectReason.STATE_MISMATCH, False)
+            raise NotFoundError(f"participant {self._info.sid}'s peer connections failed")
+        self._drop_socket()  # an older socket still open: LiveKit closes it too
+        self._socket = (gateway, key)
+        self._host.outboxes.expect(gateway)
+        self._signals = SequencedInbox(self._on_signal, f"{self}:signal:{key}")
+        log.info("%s: resumed through %s", self, gateway)
+        self._send(rtc.SignalResponse(update=rtc.ParticipantUpdate(participants=participants)))
+        self._send(rtc.SignalResponse(room_update=rtc.RoomUpdate(room=room)))
+        if not self._params.single_pc:  # with one PC the client's own ICE-restart offer comes next
+            self._negotiate(ice_restart=True)
+        return protocol.reconnect_response(self._host.name, self._host.last_reliable_sequence(self._info.sid))
 
     async def worker_lost(self, worker: str) -> None:
         """A media worker died. If it was the room's home, the session cannot go on without its room: the
@@ -160,8 +222,11 @@ class Participant:
 
     # ----- messages from the gateway and the room ------------------------------------------------------
 
-    async def signal(self, seq: int, request: rtc.SignalRequest) -> None:
-        await self._signals.put(seq, request)
+    async def signal(self, seq: int, request: rtc.SignalRequest, key: str = "") -> None:
+        """Request `seq` of WebSocket `key` (numbered per socket; those of a socket a resume replaced are
+        dropped)."""
+        if self._socket is not None and key in ("", self._socket[1]):
+            await self._signals.put(seq, request)
 
     async def room_event(self, seq: int, event: RoomEvent) -> None:
         await self._events.put(seq, event)
@@ -201,14 +266,33 @@ class Participant:
             elif kind == "update_video_track":
                 update_video = req.update_video_track
                 self._check_own_track(update_video.track_sid, update_video_track=update_video)
-            elif kind in ("sync_state", "update_layers"):
-                pass  # accepted; raysfu has no resume or layer hints yet
+            elif kind == "sync_state":
+                await self._on_sync_state(req.sync_state)
+            elif kind == "update_layers":
+                pass  # accepted; raysfu has no layer hints yet
             else:
                 self._refuse(
                     kind or "empty", rtc.RequestResponse.UNSUPPORTED_TYPE, f"unsupported request {kind}"
                 )
         except RaysfuError as exc:  # raised here or by another actor (a Ray error then subclasses the cause)
             self._refuse(kind or "", rtc.RequestResponse.INVALID_REQUEST, str(unwrap(exc)))
+
+    async def _on_sync_state(self, state: rtc.SyncState) -> None:
+        """A resuming client's view (LiveKit's onSyncState): every track it says it publishes must be one
+        this session knows, with its TrackInfo, else the client must join anew (a LeaveRequest RECONNECT);
+        its subscriptions that differ from auto-subscribe are applied."""
+        known = set(self._published) | {info.sid for info in self._pending.values()}
+        for publication in state.publish_tracks:
+            if not publication.HasField("track") or publication.track.sid not in known:
+                sid = publication.track.sid or publication.cid
+                self._log_once("sync_state", "resume with unknown track %s: a full reconnect", sid)
+                self._send(protocol.leave(models.DisconnectReason.STATE_MISMATCH, reconnect=True))
+                await self.close(models.DisconnectReason.STATE_MISMATCH, False)
+                return
+        for track_sid in state.track_sids_disabled:
+            if track_sid in self._subscribed:
+                await self._host.set_subscription_settings(self._info.sid, track_sid, True, 0, 0, 0)
+        await self._on_subscription(state.subscription)
 
     # ----- publishing ----------------------------------------------------------------------------------
 
@@ -435,18 +519,20 @@ class Participant:
         limit = by_kind.get(kind, 0)
         return bool(limit) and sum(1 for k in self._subscribed.values() if k == kind) >= limit
 
-    def _negotiate(self) -> None:
+    def _negotiate(self, ice_restart: bool = False) -> None:
         """Ask for a subscriber offer. Requests that come while one is being made are served by one more
         offer; the peers (actors.media.peer) make each offer only once the previous one was answered.
+        None is made while the session has no WebSocket: a resume asks for one.
         With one PC the client offers: it is asked to (LiveKit's MediaSectionsRequirement, for as many
         more m-lines as the subscriptions need), unless the answer to its offer under way, or to its first
-        one, will carry the change or ask for the offer itself."""
+        one, will carry the change or ask for the offer itself; its resume re-offers (an ICE restart)."""
         self._renegotiate = True
         if self._params.single_pc:
-            if self._answered and not self._answering:
+            if self._answered and not self._answering and self._socket is not None:
                 self._renegotiate = False
                 self._request_media_sections(force=True)
             return
+        self._ice_restart = self._ice_restart or ice_restart
         if self._negotiation is None or self._negotiation.done():
             self._negotiation = asyncio.get_running_loop().create_task(self._negotiation_loop())
 
@@ -468,10 +554,11 @@ class Participant:
             )
 
     async def _negotiation_loop(self) -> None:
-        while self._renegotiate and self._closed_reason is None:
+        while self._renegotiate and self._closed_reason is None and self._socket is not None:
             self._renegotiate = False
+            ice_restart, self._ice_restart = self._ice_restart, False
             try:
-                await self._send_subscriber_offer()
+                await self._send_subscriber_offer(ice_restart)
             except (NotFoundError, ActorGone) as exc:  # the session's peers went first: a teardown race
                 log.info("%s: no subscriber offer, the session is ending: %s", self, unwrap(exc))
                 return
@@ -569,13 +656,21 @@ class Participant:
 
     # ----- helpers -------------------------------------------------------------------------------------
 
-    async def _send_subscriber_offer(self) -> None:
-        sdp = await self._host.subscriber_offer(self._info.sid)
+    async def _send_subscriber_offer(self, ice_restart: bool = False) -> None:
+        sdp = await self._host.subscriber_offer(self._info.sid, ice_restart)
         self._offer_id += 1
         self._send(rtc.SignalResponse(offer=rtc.SessionDescription(type="offer", sdp=sdp, id=self._offer_id)))
 
     def _send(self, message: rtc.SignalResponse) -> None:
-        self._host.outboxes.put(self._params.gateway, self._info.sid, message.SerializeToString())
+        """To the client; dropped while it has no WebSocket (a resume sends it what it needs anew)."""
+        if self._socket is not None:
+            self._host.outboxes.put(*self._socket, message.SerializeToString())
+
+    def _drop_socket(self) -> None:
+        """Have the gateway close the client's WebSocket (after what was sent before)."""
+        if self._socket is not None:
+            self._host.outboxes.put(*self._socket, None)
+            self._socket = None
 
 
 def _mime_hint(req: rtc.AddTrackRequest) -> str:

@@ -29,15 +29,27 @@ def join_response(
         subscriber_primary=not single_pc,
         ping_interval=PING_INTERVAL,
         ping_timeout=PING_TIMEOUT,
-        server_info=models.ServerInfo(
-            edition=models.ServerInfo.Standard,
-            version=SERVER_VERSION,
-            protocol=PROTOCOL,
-            node_id=worker_node_label(worker),
-            debug_info="raysfu",
-        ),
+        server_info=server_info(worker),
     )
     return rtc.SignalResponse(join=join).SerializeToString()
+
+
+def reconnect_response(worker: str, last_message_seq: int) -> bytes:
+    """A resumed session's first message (LiveKit's ReconnectResponse, serialized like join_response):
+    `last_message_seq` is the last reliable data sequence received from the client, which re-sends what
+    follows it."""
+    response = rtc.ReconnectResponse(server_info=server_info(worker), last_message_seq=last_message_seq)
+    return rtc.SignalResponse(reconnect=response).SerializeToString()
+
+
+def server_info(worker: str) -> models.ServerInfo:
+    return models.ServerInfo(
+        edition=models.ServerInfo.Standard,
+        version=SERVER_VERSION,
+        protocol=PROTOCOL,
+        node_id=worker_node_label(worker),
+        debug_info="raysfu",
+    )
 
 
 def leave(reason: models.DisconnectReason, reconnect: bool = False) -> rtc.SignalResponse:

@@ -236,6 +236,25 @@ class Room:
                 handle, protocol.join_response(self._room_info(), info, others, worker, params.single_pc)
             )
 
+    async def resume(self, identity: str, sid: str, gateway: str, key: str) -> Joined:
+        """A client resumes its session `sid` (`reconnect=1`) through `gateway`: LiveKit finds it by identity;
+        the sid must match too (a session replaced by a full rejoin is gone). The others see nothing.
+        NotFoundError when the session is gone (the gateway answers as LiveKit does)."""
+        async with self._lock:
+            self._check_open()
+            seat = self._seats.get(identity)
+            if seat is None or seat.info.sid != sid:
+                raise NotFoundError(f"no session {sid} of {identity} in {self._info.name}")
+            participants = [s.info for s in self._seats.values() if not s.hidden or s is seat]
+            try:
+                response: bytes = await seat.handle.call(
+                    "resume", gateway, key, participants, self._room_info()
+                )
+            except ActorGone:
+                raise NotFoundError(f"session {sid} of {identity} is gone") from None
+            log.info("%s: %s (%s) resumed", self._info.name, identity, sid)
+            return Joined(seat.handle, response)
+
     async def _place(self, node: str) -> str:
         """The worker for a new participant. The home worker's load is read here, exactly; the others'
         through a call each (joins that arrive together are placed one at a time, under the room's lock)."""

@@ -100,6 +100,7 @@ class MediaWorker(Host):
         self._links = WorkerLinks(name, self._counters)
         self._refused_senders: set[str] = set()  # sids whose "no permission" drop was logged already
         self._data_rates: dict[str, tuple[limits.RateLimit, limits.RateLimit]] = {}  # sid -> packets, bytes
+        self._last_reliable: dict[str, int] = {}  # sid -> the last reliable data sequence it sent
         self._ratelog = RateLimitedLog(log)
         self._media = MediaPlane(name, self._peer, digest_limit=settings.payload_digests, relay_key=relay_key)
         # Where other workers reach this one's relay socket (127.0.0.1 on a dev server).
@@ -163,12 +164,13 @@ class MediaWorker(Host):
 
     # ----- the gateways' traffic -----------------------------------------------------------------------
 
-    async def signal(self, requests: list[tuple[str, int, rtc.SignalRequest]]) -> None:
-        """Signalling from one gateway, batched: (participant sid, sequence number, request)."""
-        for sid, seq, request in requests:
+    async def signal(self, requests: list[tuple[str, str, int, rtc.SignalRequest]]) -> None:
+        """Signalling from one gateway, batched: (participant sid, its WebSocket's key, sequence number,
+        request)."""
+        for sid, key, seq, request in requests:
             participant = self._actors.get(sid)
             if isinstance(participant, Participant):  # else: the session ended while this was on its way
-                spawn(participant.signal(seq, request), f"{participant!r}: signal {seq}")
+                spawn(participant.signal(seq, request, key), f"{participant!r}: signal {seq}")
 
     async def poll(self, gateway: str, epoch: int, cursor: int, wait: float) -> Batch:
         """The gateway's long-poll for all its sessions on this host (see actors.outbox)."""
@@ -273,11 +275,26 @@ class MediaWorker(Host):
         peers = self._peers.pop(sid, None)
         self._refused_senders.discard(sid)
         self._data_rates.pop(sid, None)
+        self._last_reliable.pop(sid, None)
         if peers is not None:
             await peers.close()
 
-    async def subscriber_offer(self, sid: str) -> str:
-        return await self._peer(sid).subscriber_offer()
+    async def subscriber_offer(self, sid: str, ice_restart: bool = False) -> str:
+        return await self._peer(sid).subscriber_offer(ice_restart)
+
+    def peers_connected(self, sid: str, ever: bool = False) -> bool:
+        """Whether one of the participant's peer connections is connected (with `ever`: ever was)."""
+        peers = self._peers.get(sid)
+        return peers is not None and (peers.connected if ever else peers.is_connected())
+
+    def peers_failed(self, sid: str) -> bool:
+        """Whether one of the participant's peer connections failed or closed (ICE cannot restart then)."""
+        peers = self._peers.get(sid)
+        return peers is None or peers.failed()
+
+    def last_reliable_sequence(self, sid: str) -> int:
+        """The last reliable data sequence received from the participant (LiveKit's last_message_seq)."""
+        return self._last_reliable.get(sid, 0)
 
     async def subscriber_answer(self, sid: str, sdp: str) -> None:
         await self._peer(sid).subscriber_answer(sdp)
@@ -424,6 +441,11 @@ class MediaWorker(Host):
                 self._refused_senders.add(peers.sid)
                 log.warning("%s: %r may not publish data; dropping its packets", self.name, peers)
             return
+        if routed.reliable and routed.sequence:
+            if routed.sequence <= self._last_reliable.get(peers.sid, 0):
+                self._counters["dropped_data_resent"] += 1  # re-sent after a resume, delivered before
+                return
+            self._last_reliable[peers.sid] = routed.sequence
         remote: dict[str, list[str]] = {}
         for sid in routed.dest_sids:
             worker = room.by_sid[sid].worker

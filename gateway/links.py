@@ -37,7 +37,7 @@ class Receiver(Protocol):
 
 @dataclass
 class _Uplink:
-    pending: list[tuple[str, int, rtc.SignalRequest]] = field(default_factory=list)
+    pending: list[tuple[str, str, int, rtc.SignalRequest]] = field(default_factory=list)
     labels: set[str] = field(default_factory=set)
     flushing: bool = False
 
@@ -46,28 +46,29 @@ class HostLinks:
     def __init__(self, node: str) -> None:
         self.node = node
         self.gateway = f"gateway:{node}/{os.getpid()}-{secrets.token_hex(3)}"
+        # Keyed by the WebSocket's key: the participant's sid for its first, another for each resume.
         self._receivers: dict[str, Receiver] = {}
-        self._hosts: dict[str, str] = {}  # participant sid -> its host
+        self._hosts: dict[str, str] = {}  # key -> the host of its participant
         self._up: dict[str, _Uplink] = {}
         self._down: dict[str, asyncio.Future[object]] = {}
 
-    def register(self, sid: str, receiver: Receiver) -> None:
-        """Before the join: whatever the host has for `sid` from then on reaches `receiver`."""
-        self._receivers[sid] = receiver
+    def register(self, key: str, receiver: Receiver) -> None:
+        """Before the join (or resume): whatever the host has for `key` from then on reaches `receiver`."""
+        self._receivers[key] = receiver
 
-    def attach(self, participant: ActorRef) -> None:
+    def attach(self, key: str, participant: ActorRef) -> None:
         """The session's Participant is hosted on `participant.host`: poll that host."""
-        self._hosts[participant.address] = participant.host
+        self._hosts[key] = participant.host
         if participant.host not in self._down:
             self._down[participant.host] = spawn(self._poll(participant.host), f"{self.gateway}: polling")
 
-    def unregister(self, sid: str) -> None:
-        self._receivers.pop(sid, None)
-        self._hosts.pop(sid, None)
+    def unregister(self, key: str) -> None:
+        self._receivers.pop(key, None)
+        self._hosts.pop(key, None)
 
-    def signal(self, participant: ActorRef, seq: int, request: rtc.SignalRequest) -> None:
+    def signal(self, participant: ActorRef, key: str, seq: int, request: rtc.SignalRequest) -> None:
         up = self._up.setdefault(participant.host, _Uplink())
-        up.pending.append((participant.address, seq, request))
+        up.pending.append((participant.address, key, seq, request))
         up.labels.add(participant.label)
         if not up.flushing:
             up.flushing = True
@@ -101,13 +102,13 @@ class HostLinks:
                 await asyncio.sleep(RETRY_DELAY)
                 continue
             epoch, cursor = batch.epoch, batch.cursor
-            for sid, data in batch.messages:
-                receiver = self._receivers.get(sid)
+            for key, data in batch.messages:
+                receiver = self._receivers.get(key)
                 if receiver is not None:
                     receiver.deliver(data)
         log.warning("%s: media worker %s is gone; ending its sessions", self.gateway, host)
         del self._down[host]
-        for sid in [sid for sid, h in self._hosts.items() if h == host]:
-            receiver = self._receivers.get(sid)
+        for key in [key for key, h in self._hosts.items() if h == host]:
+            receiver = self._receivers.get(key)
             if receiver is not None:
                 receiver.host_lost()

@@ -8,6 +8,7 @@ Participant's messages back to the client, both through the links to the Partici
 
 import asyncio
 import logging
+import secrets
 import time
 from typing import Any
 
@@ -17,10 +18,10 @@ from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from actors import ids, limits, protocol
-from actors.errors import ActorGone, LimitExceededError, RaysfuError, unwrap
+from actors.errors import ActorGone, LimitExceededError, NotFoundError, RaysfuError, RoomClosedError, unwrap
 from actors.media.ratelog import RateLimitedLog
 from actors.participant import JoinParams
-from actors.registry import open_room
+from actors.registry import lookup_room, open_room
 from actors.room import Joined
 from gateway.auth import (
     AuthError,
@@ -116,11 +117,15 @@ async def seat(config: ServerConfig, room: str, params: JoinParams) -> Joined:
 class Session:
     """One client's WebSocket, from accept to close."""
 
-    def __init__(self, ws: WebSocket, links: HostLinks, label: str, messages_per_second: float = 0.0) -> None:
-        """`messages_per_second`: the client's signalling rate limit (limits.RateLimit; 0 = none)."""
+    def __init__(
+        self, ws: WebSocket, links: HostLinks, label: str, key: str, messages_per_second: float = 0.0
+    ) -> None:
+        """`key`: what the links route this socket's messages by; `messages_per_second`: the client's
+        signalling rate limit (limits.RateLimit; 0 = none)."""
         self._ws = ws
         self._links = links
         self._label = label
+        self._key = key
         self._rate = limits.RateLimit(messages_per_second)
         self._outgoing: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._backlog = 0  # bytes in _outgoing
@@ -148,11 +153,14 @@ class Session:
         self._outgoing.put_nowait(leave.SerializeToString())
         self._outgoing.put_nowait(None)
 
-    async def run(self, joined: Joined, first: list[rtc.SignalRequest] | None = None) -> None:
-        """Accept, send the JoinResponse (then pass on the requests `first` that came with the join), then
-        relay until either side ends; the seated session ends with
-        the socket, including when the client gave up while its join was being seated (an SDK's join
-        timeout on a loaded server): accepting then fails, and a session nobody holds must not stay."""
+    async def run(
+        self, joined: Joined, first: list[rtc.SignalRequest] | None = None, resumed: bool = False
+    ) -> None:
+        """Accept, send the JoinResponse (or a resume's ReconnectResponse; then pass on the requests `first`
+        that came with a /rtc/v1 JoinRequest), then relay until either side ends; the seated session ends
+        with the socket, including when the client gave up while its join was being seated (an SDK's join
+        timeout on a loaded server): accepting then fails, and a session nobody holds must not stay. A
+        socket that just drops leaves the session to be resumed (Participant.signal_closed)."""
         self._participant = joined.participant
         reason = models.DisconnectReason.SIGNAL_CLOSE
         pump: asyncio.Task[None] | None = None
@@ -164,7 +172,8 @@ class Session:
                 reason = models.DisconnectReason.JOIN_FAILURE
                 return
             await self._send(joined.response)
-            self._participant.tell("start")
+            if not resumed:
+                self._participant.tell("start")
             for request in first or ():
                 self._forward(request)
             pump = asyncio.get_running_loop().create_task(self._pump())
@@ -193,7 +202,10 @@ class Session:
 
     async def _end(self, reason: models.DisconnectReason) -> None:
         try:
-            await self._participant.call("close", reason, False)
+            if reason == models.DisconnectReason.SIGNAL_CLOSE:
+                await self._participant.call("signal_closed", self._key)
+            else:
+                await self._participant.call("close", reason, False)
         except ActorGone:
             pass
 
@@ -228,7 +240,7 @@ class Session:
         return kind
 
     def _forward(self, req: rtc.SignalRequest) -> None:
-        self._links.signal(self._participant, self._seq, req)
+        self._links.signal(self._participant, self._key, self._seq, req)
         self._seq += 1
 
     async def _pump(self) -> None:
@@ -320,17 +332,21 @@ class Sessions:
             log.info("refused (400) on %s: %s", path, exc)
             await ws.send_denial_response(PlainTextResponse(str(exc), status_code=400))
             return
-        if request.reconnect if request is not None else ws.query_params.get("reconnect") == "1":
-            # No session resume yet: LeaveRequest(RECONNECT) makes the SDK do a full rejoin at once.
-            await ws.accept()
-            leave = protocol.leave(models.DisconnectReason.STATE_MISMATCH, reconnect=True)
-            await ws.send_bytes(leave.SerializeToString())
-            await ws.close()
+        if request is not None and request.reconnect:  # v1: the resume is in the JoinRequest
+            first = (
+                [rtc.SignalRequest(sync_state=request.sync_state)] if request.HasField("sync_state") else []
+            )
+            await self._resume(
+                ws, config, claims, room, request.participant_sid, first + initial_requests(request)
+            )
+            return
+        if request is None and ws.query_params.get("reconnect") == "1":
+            await self._resume(ws, config, claims, room, str(ws.query_params.get("sid", "")), [])
             return
         first = [] if request is None else initial_requests(request)
         label = f"{room}/{claims.identity} {sid}"
         log.info("%s: joining on %s", label, path)
-        session = Session(ws, self.links, label, config.media.limits.signal_messages_per_second)
+        session = Session(ws, self.links, label, sid, config.media.limits.signal_messages_per_second)
         self.links.register(sid, session)  # before the join: the participant's first messages follow it
         try:
             try:
@@ -340,12 +356,49 @@ class Sessions:
                 log.warning("join of %s to %s refused: %s", claims.identity, room, unwrap(exc))
                 await ws.send_denial_response(PlainTextResponse(str(unwrap(exc)), status_code=status))
                 return
-            self.links.attach(joined.participant)
+            self.links.attach(sid, joined.participant)
             self._active.add(session)
             await session.run(joined, first)
         finally:
             self._active.discard(session)
             self.links.unregister(sid)
+
+    async def _resume(
+        self,
+        ws: WebSocket,
+        config: ServerConfig,
+        claims: Claims,
+        room: str,
+        sid: str,
+        first: list[rtc.SignalRequest],
+    ) -> None:
+        """A reconnect (`reconnect=1` on /rtc, `JoinRequest.reconnect` on /rtc/v1): the client's signalling
+        dropped and it resumes session `sid`, through this gateway or another; `first`: what its JoinRequest
+        carried (its SyncState, an offer). A session that is gone is answered as LiveKit does:
+        LeaveRequest(STATE_MISMATCH, RECONNECT), which makes the SDK join anew at once."""
+        key = f"{sid}/{secrets.token_hex(4)}"
+        label = f"{room}/{claims.identity} {sid} (resumed)"
+        session = Session(ws, self.links, label, key, config.media.limits.signal_messages_per_second)
+        self.links.register(key, session)  # before the resume: its first messages follow it
+        try:
+            try:
+                handle = await lookup_room(room)
+                if handle is None:
+                    raise NotFoundError(f"room {room} is not open")
+                joined: Joined = await handle.call("resume", claims.identity, sid, self.links.gateway, key)
+            except (NotFoundError, RoomClosedError, ActorGone) as exc:
+                log.info("resume of %s (%s) in %s refused: %s", claims.identity, sid, room, unwrap(exc))
+                await ws.accept()
+                leave = protocol.leave(models.DisconnectReason.STATE_MISMATCH, reconnect=True)
+                await ws.send_bytes(leave.SerializeToString())
+                await ws.close()
+                return
+            self.links.attach(key, joined.participant)
+            self._active.add(session)
+            await session.run(joined, first, resumed=True)
+        finally:
+            self._active.discard(session)
+            self.links.unregister(key)
 
 
 def initial_requests(request: rtc.JoinRequest) -> list[rtc.SignalRequest]:

@@ -29,6 +29,7 @@ class RoutedPacket:
     payload: bytes  # the sanitized DataPacket, serialized once for every recipient
     reliable: bool
     dest_sids: tuple[str, ...]
+    sequence: int = 0  # the sender's: SDKs number reliable packets, and re-send them after a resume
 
 
 def parse_packet(raw: bytes) -> models.DataPacket:
@@ -80,4 +81,6 @@ def route(raw: bytes, label: str, sender: Member, directory: Directory) -> Route
     packet = parse_packet(raw)
     reliable = label == RELIABLE_LABEL
     sanitize(packet, sender, reliable)
-    return RoutedPacket(packet.SerializeToString(), reliable, destinations(packet, sender, directory))
+    return RoutedPacket(
+        packet.SerializeToString(), reliable, destinations(packet, sender, directory), packet.sequence
+    )

@@ -14,11 +14,12 @@ from collections import deque
 from collections.abc import Callable
 
 from aiortc import RTCConfiguration, RTCDataChannel, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
+from aiortc import sdp as aiortc_sdp
 from livekit.protocol import rtc
 
 from actors.errors import CandidateError, NotFoundError, SdpError
 from actors.media.data import DATA_LABELS, LOSSY_LABEL, RELIABLE_LABEL
-from actors.media.hooks import start_transceivers
+from actors.media.hooks import ice_connections, restart_checks, restart_local_credentials, start_transceivers
 from actors.media.ratelog import RateLimitedLog
 from actors.media.sdp import check_sdp, offer_sections
 from actors.tasks import spawn
@@ -99,14 +100,19 @@ class ParticipantPeers:
         lines: list[str] = pc.localDescription.sdp.splitlines()
         return sum(line.startswith(("m=audio", "m=video")) for line in lines)
 
-    async def subscriber_offer(self) -> str:
+    async def subscriber_offer(self, ice_restart: bool = False) -> str:
         """The next subscriber offer, one negotiation at a time (the SDKs fail on overlapping ones):
-        wait for the previous answer, and for a renegotiation wait until the PC is connected."""
+        wait for the previous answer, and for a renegotiation wait until the PC is connected. With
+        `ice_restart` (a resumed session, as LiveKit does) the offer carries new ICE credentials, and the
+        answer's restart the checks (subscriber_answer)."""
         await self._wait_answered()
         async with self._locks[SUBSCRIBER]:
             pc = self.subscriber_pc()
             if SUBSCRIBER in self._remote_set:
                 await _wait_connected(pc, CONNECT_WAIT)
+                if ice_restart:
+                    for connection in ice_connections(pc):
+                        restart_local_credentials(connection)
             try:
                 await pc.setLocalDescription(await pc.createOffer())
             except Exception as e:
@@ -123,7 +129,11 @@ class ParticipantPeers:
             if pc is None:
                 raise SdpError("subscriber answer before any subscriber offer")
             check_sdp(sdp)
+            restarted = _restarted_credentials(pc, sdp)
             await self._set_remote(SUBSCRIBER, pc, RTCSessionDescription(sdp=sdp, type="answer"))
+            if restarted is not None:
+                for connection in ice_connections(pc):
+                    restart_checks(connection, *restarted)
             self._answered.set()
             self._start_transceivers(pc)
 
@@ -156,7 +166,13 @@ class ParticipantPeers:
         async with self._locks[PUBLISHER]:
             check_sdp(sdp)
             pc = self._pcs.get(PUBLISHER) or self._new_publisher()
+            restarted = _restarted_credentials(pc, sdp) if PUBLISHER in self._remote_set else None
             await self._set_remote(PUBLISHER, pc, RTCSessionDescription(sdp=sdp, type="offer"))
+            if restarted is not None:  # the client restarts ICE (a resume): so does the answer (JSEP 5.3.1)
+                log.info("%r: the client restarts ICE on the publisher PC", self)
+                for connection in ice_connections(pc):
+                    restart_local_credentials(connection)
+                    restart_checks(connection, *restarted)
             munge = on_remote(pc) if on_remote is not None else None
             try:
                 await pc.setLocalDescription(await pc.createAnswer())
@@ -216,6 +232,13 @@ class ParticipantPeers:
                 await pc.close()
             except Exception as exc:  # aiortc's teardown racing a transport that already failed
                 _ratelog.warning("close_failed", "%r: error closing a peer connection: %r", self, exc)
+
+    def is_connected(self) -> bool:
+        return any(pc.connectionState == "connected" for pc in self._pcs.values())
+
+    def failed(self) -> bool:
+        """One of the PCs failed or closed: ICE cannot restart on it (aioice's sockets are gone)."""
+        return self.closed or any(pc.connectionState in ("failed", "closed") for pc in self._pcs.values())
 
     async def wait_connected(self) -> bool:
         """Until one of the PCs connects (True) or the peers close first (False)."""
@@ -303,6 +326,22 @@ class ParticipantPeers:
         dropped = [reason for payload in backlog if (reason := self.send(payload, reliable=True)) is not None]
         if dropped:
             log.warning("%r: %d queued reliable packets dropped (%s)", self, len(dropped), dropped[0])
+
+
+def _restarted_credentials(pc: RTCPeerConnection, sdp: str) -> tuple[str, str] | None:
+    """The remote description's ICE ufrag and password when they differ from those `pc`'s ICE is checking
+    with (the remote side restarted ICE); None when they are the same, or ICE has none yet."""
+    try:
+        media = aiortc_sdp.SessionDescription.parse(sdp).media
+    except Exception:  # aiortc's parser asserts as well; setRemoteDescription refuses it then
+        return None
+    ice = media[0].ice if media else None
+    current = {c.remote_username for c in ice_connections(pc)}
+    if ice is None or not ice.usernameFragment or not ice.password or current in (set(), {None}):
+        return None
+    if current == {ice.usernameFragment}:
+        return None
+    return ice.usernameFragment, ice.password
 
 
 async def _wait_connected(pc: RTCPeerConnection, limit: float) -> bool:

@@ -10,6 +10,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
+import aioice.ice
 import numpy as np
 from aiortc import (
     MediaStreamTrack,
@@ -161,6 +162,21 @@ def track_stats(stats: dict[str, Any], track_sid: str) -> dict[str, Any]:
 def ice_connection(pc: RTCPeerConnection) -> Any:
     """The (bundled) aioice Connection of an aiortc peer connection."""
     return pc.getTransceivers()[0].receiver.transport.transport._connection
+
+
+async def connected_ice_pair() -> tuple[aioice.ice.Connection, aioice.ice.Connection]:
+    """Two aioice connections (on the host addresses aioice is given), connected to each other; the first
+    controlling. Consent checks start on connect."""
+    a = aioice.ice.Connection(ice_controlling=True, use_ipv6=False)
+    b = aioice.ice.Connection(ice_controlling=False, use_ipv6=False)
+    await asyncio.gather(a.gather_candidates(), b.gather_candidates())
+    for here, there in ((a, b), (b, a)):
+        here.remote_username, here.remote_password = there.local_username, there.local_password
+        for candidate in there.local_candidates:
+            await here.add_remote_candidate(candidate)
+        await here.add_remote_candidate(None)
+    await asyncio.gather(a.connect(), b.connect())
+    return a, b
 
 
 def worker_pc(worker: MediaWorker, sid: str, publisher: bool) -> RTCPeerConnection:

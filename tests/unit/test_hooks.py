@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import aioice.candidate
 import aioice.ice
+import aioice.stun
 import aioice.turn
 import aiortc
 import aiortc.codecs
@@ -25,6 +26,7 @@ from aiortc.rtcrtpsender import RTCRtpSender
 from pylibsrtp import Policy, Session
 
 from actors.media import hooks, rtp
+from tests.unit.media_peers import connected_ice_pair
 
 
 def test_pinned_versions() -> None:
@@ -265,3 +267,55 @@ async def test_a_client_offered_receive_m_line_is_found_and_narrowed_to_one_code
     assert "a=sendonly" in section and "VP8/90000" in section and "H264" not in section
     await client.close()
     await server.close()
+
+
+async def test_ice_restart_moves_media_to_a_pair_checked_with_the_new_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """aioice has no ICE restart (a resumed session restarts it, as LiveKit's SDKs do): both sides take new
+    credentials, the old pair carries data until a pair checked with them is nominated, and a check with
+    the old credentials is refused afterwards."""
+    monkeypatch.setattr(aioice.ice, "get_host_addresses", hooks.fixed_host_addresses(["127.0.0.1"]))
+    client, server = await connected_ice_pair()
+    try:
+        old_credentials = (server.local_username, server.local_password)
+        old_pairs = (client._nominated[1], server._nominated[1])
+
+        hooks.restart_local_credentials(client)  # the client's ICE-restart offer...
+        hooks.restart_local_credentials(server)  # ... and the SFU's answer
+        assert (server.local_username, server.local_password) != old_credentials
+        await client.send(b"on the old pair meanwhile")
+        assert await asyncio.wait_for(server.recv(), 5) == b"on the old pair meanwhile"
+        hooks.restart_checks(server, client.local_username, client.local_password)
+        hooks.restart_checks(client, server.local_username, server.local_password)
+        for _ in range(500):  # 10 s
+            if client._nominated.get(1) is not old_pairs[0] and server._nominated.get(1) is not old_pairs[1]:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the restart nominated no new pair")
+
+        await client.send(b"after the restart")
+        assert await asyncio.wait_for(server.recv(), 5) == b"after the restart"
+        await server.send(b"and back")
+        assert await asyncio.wait_for(client.recv(), 5) == b"and back"
+        stale = aioice.stun.Message(aioice.stun.Method.BINDING, aioice.stun.Class.REQUEST)
+        stale.attributes["USERNAME"] = f"{old_credentials[0]}:{client.local_username}"
+        stale.add_message_integrity(old_credentials[1].encode())
+        pair = client._nominated[1]
+        with pytest.raises(aioice.stun.TransactionError) as refused:
+            await pair.protocol.request(stale, pair.remote_addr, retransmissions=0)
+        assert refused.value.response is not None and refused.value.response.error_code == 401
+    finally:
+        await asyncio.gather(client.close(), server.close())
+
+
+async def test_ice_connections_of_a_bundled_peer_connection() -> None:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[], bundlePolicy=RTCBundlePolicy.MAX_BUNDLE))
+    try:
+        pc.addTransceiver("audio")
+        pc.createDataChannel("x")
+        (connection,) = hooks.ice_connections(pc)
+        assert isinstance(connection, aioice.ice.Connection)
+    finally:
+        await pc.close()

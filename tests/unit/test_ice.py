@@ -19,6 +19,7 @@ from actors.media.hooks import (
     use_rfc_consent_freshness,
 )
 from actors.media.ice import parse_candidate_init, rtc_configuration
+from tests.unit.media_peers import connected_ice_pair
 
 
 @pytest.fixture
@@ -81,7 +82,7 @@ async def test_host_candidates_take_ports_of_the_configured_range(restore_aioice
 async def test_connections_on_ranged_ports_connect_and_carry_data(restore_aioice: None) -> None:
     restrict_host_addresses(["127.0.0.1"])
     restrict_host_ports(PORTS)
-    a, b = await _connected_pair()
+    a, b = await connected_ice_pair()
     try:
         ports = {c.port for c in (*a.local_candidates, *b.local_candidates)}
         assert ports <= set(range(PORTS[0], PORTS[1] + 1))
@@ -185,20 +186,6 @@ def test_bad_candidates(bad: str) -> None:
 LATE = 0.8  # seconds: later than aioice's single 0.5 s try
 
 
-async def _connected_pair() -> tuple[aioice.Connection, aioice.Connection]:
-    """Two aioice connections on 127.0.0.1, connected to each other (consent checks start on connect)."""
-    a = aioice.Connection(ice_controlling=True, use_ipv6=False)
-    b = aioice.Connection(ice_controlling=False, use_ipv6=False)
-    await asyncio.gather(a.gather_candidates(), b.gather_candidates())
-    for here, there in ((a, b), (b, a)):
-        here.remote_username, here.remote_password = there.local_username, there.local_password
-        for candidate in there.local_candidates:
-            await here.add_remote_candidate(candidate)
-        await here.add_remote_candidate(None)
-    await asyncio.gather(a.connect(), b.connect())
-    return a, b
-
-
 def _answer(connection: aioice.Connection, delay: float | None) -> None:
     """Make `connection` answer STUN requests `delay` seconds late (None: never)."""
     loop = asyncio.get_running_loop()
@@ -233,9 +220,29 @@ def fast_consent(monkeypatch: pytest.MonkeyPatch, restore_aioice: None) -> None:
     monkeypatch.setattr(aioice.ice.Connection, "query_consent", aioice.ice.Connection.query_consent)
 
 
+async def test_consent_holds_after_an_ice_restart(
+    fast_consent: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Consent checks after a restart (a resumed session) go with the remote's new password: answered."""
+    monkeypatch.setattr(ice, "CONSENT_EXPIRY", 1.5)
+    monkeypatch.setattr(ice, "CONSENT_RETRANSMISSIONS", 1)  # a check gives up after 1.5 s
+    use_rfc_consent_freshness()
+    a, b = await connected_ice_pair()
+    try:
+        await asyncio.sleep(0.5)  # consent checks under way with the first credentials
+        ice.restart_local_credentials(a)
+        ice.restart_local_credentials(b)
+        ice.restart_checks(a, b.local_username, b.local_password)
+        ice.restart_checks(b, a.local_username, a.local_password)
+        assert not await _closes_within(a, 5.0)
+        assert not await _closes_within(b, 0.1)
+    finally:
+        await asyncio.gather(a.close(), b.close())
+
+
 async def test_aioice_consent_cuts_off_a_peer_that_answers_late(fast_consent: None) -> None:
     """Why raysfu replaces it: every check answered, 0.8 s late, and aioice closes the connection."""
-    a, b = await _connected_pair()
+    a, b = await connected_ice_pair()
     try:
         _answer(b, LATE)
         assert await _closes_within(a, 5.0)
@@ -248,7 +255,7 @@ async def test_consent_holds_while_a_peer_answers_late(
 ) -> None:
     monkeypatch.setattr(ice, "CONSENT_EXPIRY", 1.5)
     use_rfc_consent_freshness()
-    a, b = await _connected_pair()
+    a, b = await connected_ice_pair()
     try:
         _answer(b, LATE)
         assert not await _closes_within(a, 4.0)
@@ -263,7 +270,7 @@ async def test_consent_expires_when_a_peer_stops_answering(
     monkeypatch.setattr(ice, "CONSENT_EXPIRY", 1.0)
     monkeypatch.setattr(ice, "CONSENT_RETRANSMISSIONS", 1)  # a check gives up after 1.5 s
     use_rfc_consent_freshness()
-    a, b = await _connected_pair()
+    a, b = await connected_ice_pair()
     try:
         _answer(b, None)
         with caplog.at_level(logging.INFO, logger="actors.media.ice"):

@@ -43,6 +43,10 @@ data_received` and its `_queue` (bounded, and short-cut to the tap transport, by
 `server_reflexive_candidate` and `aioice.turn.UDP_SOCKET_BUFFER_SIZE`) and
 `aioice.ice.Connection.query_consent` (RFC 7675 consent freshness, with `_nominated` and
 `_query_consent_task`) are replaced process-wide.
+ICE restart, which aioice lacks (restart_local_credentials, restart_checks): the PC's ICE transports
+(`_RTCPeerConnection__iceTransports`, their `_connection`), the connection's `_local_username/_password`,
+`remote_username/password`, `_check_list`, `_check_list_done`, `_check_list_state`, `_nominating`,
+`_remote_candidates`, `_pair_remote_candidate`, `_unfreeze_initial`, `_check_periodic`, `_closing`.
 tests/unit/test_hooks.py and tests/unit/test_ice.py check each of these names so that an upgrade fails
 loudly.
 
@@ -55,6 +59,8 @@ from actors.media.hooks.aioice import (
     MAX_ICE_QUEUE,
     fixed_host_addresses,
     query_consent,
+    restart_checks,
+    restart_local_credentials,
     restrict_host_addresses,
     restrict_host_ports,
     use_rfc_consent_freshness,
@@ -65,6 +71,7 @@ from actors.media.hooks.rtcdtlstransport import TapDtlsTransport, tap_transport
 from actors.media.hooks.rtcpeerconnection import (
     add_header_extensions,
     fix_sctp_bundle,
+    ice_connections,
     negotiated_codecs,
     negotiated_extensions,
     offered_to_receive,
@@ -93,6 +100,7 @@ __all__ = [
     "counters",
     "fix_sctp_bundle",
     "fixed_host_addresses",
+    "ice_connections",
     "install",
     "label_sender",
     "negotiated_codecs",
@@ -100,6 +108,8 @@ __all__ = [
     "offered_to_receive",
     "passthrough_sender",
     "query_consent",
+    "restart_checks",
+    "restart_local_credentials",
     "restrict_codecs",
     "restrict_host_addresses",
     "restrict_host_ports",

@@ -15,8 +15,10 @@ import aioice.candidate
 import aioice.ice
 import aioice.stun
 import aioice.turn
+import aioice.utils
 
 from actors.media.hooks.common import counters, ratelog
+from actors.tasks import spawn
 
 if TYPE_CHECKING:
     from actors.media.hooks.rtcdtlstransport import TapDtlsTransport
@@ -188,12 +190,13 @@ async def query_consent(connection: aioice.ice.Connection) -> None:
     its retransmissions, and consent expires once no check has been answered for CONSENT_EXPIRY, as the
     RFC words it. Reaches into aioice 0.13's `_nominated` and `_query_consent_task` (tests/unit/test_ice.py).
     """
-    assert connection.remote_password is not None  # checks start once connect() has it, as aioice's
-    key = connection.remote_password.encode("utf8")
     loop = asyncio.get_running_loop()
     answered = loop.time()
     while True:
         await asyncio.sleep(CONSENT_INTERVAL * (0.8 + 0.4 * random.random()))
+        # Read each time: an ICE restart (restart_checks) changes the remote password.
+        assert connection.remote_password is not None  # checks start once connect() has it, as aioice's
+        key = connection.remote_password.encode("utf8")
         for pair in list(connection._nominated.values()):
             request = connection.build_request(pair, nominate=False)
             try:
@@ -215,3 +218,57 @@ def use_rfc_consent_freshness() -> None:
     """Every aioice connection of this process checks consent with `query_consent` (process-wide, as
     `restrict_host_addresses`: a media worker hosts nothing but SFU connections)."""
     aioice.ice.Connection.query_consent = query_consent  # type: ignore[method-assign,assignment]
+
+
+RESTART_CHECKS = 30.0  # seconds an ICE restart's checks run for a new pair before they give up
+
+
+def restart_local_credentials(connection: aioice.ice.Connection) -> None:
+    """The first half of an ICE restart (RFC 8445 section 9): new local ufrag and password, which the next
+    offer or answer carries (aiortc reads them from the connection each time). aioice has no restart.
+    The sockets, candidates and nominated pair stay: media keeps flowing on that pair until the restart's
+    checks nominate a new one (restart_checks)."""
+    connection._local_username = aioice.utils.random_string(4)
+    connection._local_password = aioice.utils.random_string(22)
+
+
+def restart_checks(connection: aioice.ice.Connection, username: str, password: str) -> None:
+    """The second half: the remote side's new credentials, and a fresh check list over the candidates both
+    sides have (the remote's re-offered ones were added to it). The nominated pair keeps carrying media
+    until a check of the new list is nominated (by the controlling side: the client on the publisher PC,
+    this connection's aggressive nomination on the subscriber PC); the hot path (Egress) follows
+    `_nominated` by itself. Uses aioice 0.13's `_check_list`, `_check_list_done`, `_check_list_state`,
+    `_nominating`, `_remote_candidates`, `_pair_remote_candidate`, `_unfreeze_initial`, `_check_periodic`
+    and CandidatePair.task (tests/unit/test_hooks.py)."""
+    for pair in connection._check_list:
+        if pair.task is not None:
+            pair.task.cancel()
+    connection.remote_username = username
+    connection.remote_password = password
+    connection._check_list = []
+    connection._check_list_done = False
+    connection._check_list_state = asyncio.Queue()
+    connection._nominating = set()
+    for candidate in connection._remote_candidates:
+        connection._pair_remote_candidate(candidate)
+    connection.sort_check_list()
+    connection._unfreeze_initial()
+    old = connection._nominated.get(1)
+    spawn(_run_restart_checks(connection, old), f"{connection!r}: ICE restart checks")
+
+
+async def _run_restart_checks(connection: aioice.ice.Connection, old: object) -> None:
+    """What aioice's connect() does for its first check list, paced the same (20 ms), until a new pair is
+    nominated, the connection closes, or RESTART_CHECKS pass."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + RESTART_CHECKS
+    while not connection._closing and loop.time() < deadline:
+        pair = connection._nominated.get(1)
+        if pair is not None and pair is not old:
+            log.info("%r: ICE restarted on %r", connection, pair)
+            return
+        if not connection._check_list_done:
+            connection._check_periodic()
+        await asyncio.sleep(0.02)
+    if not connection._closing:
+        log.warning("%r: ICE restart nominated no pair in %.0f s", connection, RESTART_CHECKS)

@@ -4,6 +4,7 @@ connect step a renegotiation needs, and aiortc's SCTP bundle bug."""
 import logging
 from collections.abc import Awaitable, Callable
 
+import aioice.ice
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
 from aiortc.exceptions import InvalidStateError
 from aiortc.rtcpeerconnection import filter_preferred_codecs
@@ -53,6 +54,12 @@ async def start_transceivers(pc: RTCPeerConnection) -> None:
     (seen for senders with the SDKs)."""
     connect: Callable[[], Awaitable[None]] = getattr(pc, "_RTCPeerConnection__connect")  # noqa: B009
     await connect()
+
+
+def ice_connections(pc: RTCPeerConnection) -> list[aioice.ice.Connection]:
+    """The aioice connections under `pc` (one with max-bundle, once the first negotiation bundled them)."""
+    transports = getattr(pc, "_RTCPeerConnection__iceTransports")  # noqa: B009
+    return [t._connection for t in transports]
 
 
 def fix_sctp_bundle(pc: RTCPeerConnection) -> None:
