@@ -94,6 +94,7 @@ class Participant:
         self._answering = False
         self._answered = False
         self._ice_restart = False  # the next subscriber offer restarts ICE (a resume)
+        self._placed: set[str] = set()  # with one PC: subscribed tracks on an m-line at the last answer
         self._pending: dict[str, models.TrackInfo] = {}  # AddTrackRequest cid -> announced, not yet bound
         self._published: dict[str, models.TrackInfo] = {}  # track sid -> bound to a publisher m-line
         self._published_cids: dict[str, str] = {}  # track sid -> the client's cid of it
@@ -357,6 +358,12 @@ class Participant:
         if self._params.single_pc:
             self._answered = True
             self._request_media_sections(force=self._renegotiate)
+            # A subscription that waited for an m-line has its down track only now: its settings (and
+            # what it needs of the publisher, for dynacast) apply to it now.
+            placed = {t for t in answer.mid_to_track_id.values() if t in self._subscribed}
+            for track_sid in placed - self._placed:
+                await self._track_settings.bind(track_sid)
+            self._placed = placed
         for bound in answer.bound:
             info = self._pending.pop(bound.cid)
             info.mid = bound.mid
