@@ -67,6 +67,7 @@ class Bystanders:
         self.sent = 0
         self.received: set[int] = set()
         self._sender: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         self.alice, self.bob = sdk.Room(), sdk.Room()
@@ -79,15 +80,17 @@ class Bystanders:
         self._sender = asyncio.get_running_loop().create_task(self._send())
 
     async def _send(self) -> None:
-        while True:
+        while not self._stopping:
             await self.alice.local_participant.publish_data(str(self.sent).encode(), reliable=True)
             self.sent += 1
             await asyncio.sleep(0.02)
 
     async def stop(self) -> int:
-        """Stops sending; the number sent."""
+        """Stops sending once the packet under way is out (a cancel could land after the SDK sent it but
+        before it was counted); the number sent."""
+        self._stopping = True
         if self._sender is not None:
-            self._sender.cancel()
+            await self._sender
         await asyncio.sleep(1.0)  # in flight
         return self.sent
 
