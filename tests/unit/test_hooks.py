@@ -244,6 +244,26 @@ async def test_a_connect_step_after_the_ice_transport_closed_is_not_an_error() -
     assert [e for e in errors if "InvalidStateError" in repr(e.get("exception"))] == []
 
 
+async def test_no_connect_step_outlives_its_closed_peer_connection() -> None:
+    """A connect step still waiting when its PC closes was left pending; once the PC was collected (it is
+    since 06459bc) asyncio logged "Task was destroyed but it is pending!" as an ERROR (found by
+    tests/interop/test_fuzz.py). The hook holds the step while it runs and cancels it at close."""
+    hooks.install()
+    offerer, answerer = RTCPeerConnection(), RTCPeerConnection()
+    offerer.addTransceiver("audio")
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())  # the offerer never gets the answer
+    await asyncio.sleep(0.3)
+    steps = [t for t, pc in hooks.rtcpeerconnection._connecting.items() if pc is answerer]
+    assert len(steps) == 1 and not steps[0].done()  # ICE checks towards a peer that does not answer
+    await answerer.close()
+    await asyncio.sleep(0)
+    assert steps[0].cancelled() or steps[0].done()
+    assert answerer not in hooks.rtcpeerconnection._connecting.values()
+    await offerer.close()
+
+
 async def test_a_client_offered_receive_m_line_is_found_and_narrowed_to_one_codec() -> None:
     """/rtc/v1: the client offers recvonly m-lines; we answer one sendonly with only the track's codec."""
     client = RTCPeerConnection()

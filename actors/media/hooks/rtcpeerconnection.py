@@ -1,8 +1,10 @@
 """RTCPeerConnection and RTCRtpTransceiver internals: negotiated parameters, extra header extensions, the
 connect step a renegotiation needs, and aiortc's SCTP bundle bug."""
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aioice.ice
 from aiortc import RTCPeerConnection, RTCRtpTransceiver
@@ -76,16 +78,27 @@ def fix_sctp_bundle(pc: RTCPeerConnection) -> None:
 _CONNECT = "_RTCPeerConnection__connect"
 
 
+_connecting: dict[asyncio.Task[Any], RTCPeerConnection] = {}  # connect steps under way, and their PC
+
+
 def tolerate_connect_after_close() -> None:
-    """aiortc runs its connect step as a task nobody awaits; when the connection fails or closes meanwhile
-    (a client that leaves, or whose ICE never connects), the step raises InvalidStateError ("RTCIceTransport
-    is closed") and asyncio logs it as an ERROR with a traceback. That is a teardown race, not a fault:
-    log it at INFO. Any other error still propagates. Process-wide, idempotent (install())."""
+    """aiortc runs its connect step as a task nobody awaits or holds; when the connection fails or closes
+    meanwhile (a client that leaves, or whose ICE never connects):
+    - the step raises InvalidStateError ("RTCIceTransport is closed"), which asyncio logs as an ERROR with a
+      traceback. That is a teardown race, not a fault: it is logged at INFO. Any other error propagates.
+    - or the step waits for good, and once nothing else holds the closed PC the garbage collector destroys
+      the pending task, which asyncio logs as an ERROR ("Task was destroyed but it is pending!"). So the
+      step is held here while it runs and cancelled when its PC closes.
+    Process-wide, idempotent (install())."""
     original: Callable[[RTCPeerConnection], Awaitable[None]] = getattr(RTCPeerConnection, _CONNECT)
     if getattr(original, "tolerant", False):
         return
+    original_close = RTCPeerConnection.close
 
     async def connect(pc: RTCPeerConnection) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            _connecting[task] = pc
         try:
             await original(pc)
         except InvalidStateError as exc:
@@ -95,6 +108,16 @@ def tolerate_connect_after_close() -> None:
             if not ice_states & {"closed", "failed"} and pc.connectionState not in ("closed", "failed"):
                 raise
             log.info("connect step ended: the connection closed meanwhile (%s)", exc)
+        finally:
+            if task is not None:
+                _connecting.pop(task, None)
+
+    async def close(pc: RTCPeerConnection) -> None:
+        await original_close(pc)
+        for task, owner in list(_connecting.items()):
+            if owner is pc:
+                task.cancel()
 
     connect.tolerant = True  # type: ignore[attr-defined]
     setattr(RTCPeerConnection, _CONNECT, connect)
+    setattr(RTCPeerConnection, "close", close)  # noqa: B010
