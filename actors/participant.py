@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from livekit.protocol import models, rtc
 
-from actors import ids, protocol
+from actors import ids, logs, protocol
 from actors.dynacast import subscribed_qualities
 from actors.errors import (
     ActorGone,
@@ -154,7 +154,14 @@ class Participant:
         self._closed.set()
         if not by_room:
             self._room.tell("participant_closed", self._info.identity, self._info.sid, reason)
-        log.info("%s: session closed (%s)", self, models.DisconnectReason.Name(reason))
+        log.info(
+            "%s: session closed (%s)",
+            self,
+            models.DisconnectReason.Name(reason),
+            extra=logs.fields(
+                self._room_name, self._info.identity
+            ),  # also when no message is being delivered
+        )
 
     async def gateway_lost(self, gateway: str) -> None:
         """The host heard nothing from `gateway` for too long (see MediaWorker): it holds no socket now."""
