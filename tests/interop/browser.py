@@ -111,6 +111,19 @@ async def open_room(
     assert joined["ev"] == "connected", joined
 
 
+async def publish_from_page(
+    page: Page, page_url: str, server: Server, jwt: str, **options: str
+) -> dict[str, Any]:
+    """`open_room` publishing the page's camera and microphone, and wait until they are published: the
+    page's `published` event (its `tracks`)."""
+    await open_room(page, page_url, server, jwt, publish=True, **options)
+    published: dict[str, Any] = await browser_event(
+        page, "e => e.ev === 'published' || e.ev === 'publishFailed'"
+    )
+    assert published["ev"] == "published", published
+    return published
+
+
 def remote_publication(identity: str, track_sid: str) -> str:
     """A page expression: the RemoteTrackPublication of `identity`'s track `track_sid` (livekit-client)."""
     return f"window.__room.remoteParticipants.get('{identity}').trackPublications.get('{track_sid}')"

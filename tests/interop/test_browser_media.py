@@ -9,7 +9,7 @@ import asyncio
 import pytest
 from playwright.async_api import Page
 
-from tests.interop.browser import browser_event, decoded_video, open_room
+from tests.interop.browser import browser_event, decoded_video, open_room, publish_from_page
 from tests.interop.media import SILENCE_RMS, MediaSession
 from tests.interop.sdk import Connect, MintToken, Server, wait_for
 
@@ -25,9 +25,7 @@ async def test_python_client_decodes_browser_camera_and_microphone(
     media: MediaSession,
     room_name: str,
 ) -> None:
-    await open_room(page, page_url, server, token("browser", room_name), publish=True)
-    published = await browser_event(page, "e => e.ev === 'published' || e.ev === 'publishFailed'")
-    assert published["ev"] == "published", published
+    published = await publish_from_page(page, page_url, server, token("browser", room_name))
     assert sorted(t["kind"] for t in published["tracks"]) == ["audio", "video"], published
 
     alice = await connect("alice", room_name)

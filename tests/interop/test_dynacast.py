@@ -15,7 +15,7 @@ import pytest
 from livekit import rtc
 from playwright.async_api import Page
 
-from tests.interop.browser import browser_event, open_room, remote_publication
+from tests.interop.browser import browser_event, open_room, publish_from_page, remote_publication
 from tests.interop.conftest import DASHBOARD_PORT, join, own_server
 from tests.interop.media import MediaSession, media_stats, worker_of
 from tests.interop.sdk import Connect, MintToken, Server, wait_for
@@ -58,9 +58,7 @@ async def receiving(track_sid: str, seconds: float = QUIET, dashboard_port: int 
 
 
 async def publish_camera(page: Page, page_url: str, server: Server, jwt: str) -> str:
-    await open_room(page, page_url, server, jwt, publish=True, dynacast="1")
-    published = await browser_event(page, "e => e.ev === 'published' || e.ev === 'publishFailed'")
-    assert published["ev"] == "published", published
+    published = await publish_from_page(page, page_url, server, jwt, dynacast="1")
     video = [t["sid"] for t in published["tracks"] if t["kind"] == "video"]
     assert len(video) == 1, published
     layers = await page.evaluate("window.__publishedVideo()")

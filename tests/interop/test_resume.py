@@ -20,11 +20,10 @@ from playwright.async_api import Page
 
 from actors.media.hooks.aioice import CONSENT_EXPIRY, CONSENT_INTERVAL
 from loadgen.livekit_peer import LiveKitPeer
-from tests.interop.browser import browser_condition, browser_event
+from tests.interop.browser import browser_condition, browser_event, publish_from_page
 from tests.interop.media import MediaReceiver, MediaSession, VideoSample
 from tests.interop.sdk import Connect, Events, MintToken, Server
 from tests.interop.test_bad_input import RawClient, raw_join
-from tests.interop.test_browser_media import open_room
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -181,10 +180,8 @@ async def test_browser_resumes_after_a_signal_reconnect(
 ) -> None:
     """livekit-client's resume (simulateScenario('signal-reconnect')): the same sid, the Python client sees
     no leave, and media flows both ways after the ICE restarts."""
-    await open_room(page, page_url, server, token("browser", room_name), publish=True)
+    await publish_from_page(page, page_url, server, token("browser", room_name))
     sid = await page.evaluate("window.__room.localParticipant.sid")
-    published = await browser_event(page, "e => e.ev === 'published' || e.ev === 'publishFailed'")
-    assert published["ev"] == "published", published
     alice = await connect("alice", room_name)
     rx = media.receive(alice)
     pub = await media.publish(alice, audio=False)

@@ -21,11 +21,10 @@ from livekit.protocol import models
 from livekit.protocol import rtc as rtc_pb
 from playwright.async_api import Page
 
-from tests.interop.browser import browser_event, decoded_video
+from tests.interop.browser import browser_event, decoded_video, open_room, publish_from_page
 from tests.interop.conftest import DASHBOARD_PORT
 from tests.interop.media import MediaSession, media_stats, subscriber_m_lines
 from tests.interop.sdk import Connect, Events, MintToken, Server, wait_for
-from tests.interop.test_browser_media import open_room
 from tests.interop.test_media import assert_receives_pattern, published
 
 pytestmark = pytest.mark.timeout(120)
@@ -286,9 +285,7 @@ async def test_browser_joins_on_v1_with_media_and_data_both_ways(
     media: MediaSession,
     room_name: str,
 ) -> None:
-    await open_room(page, page_url, server, token("browser", room_name), publish=True)
-    published_ = await browser_event(page, "e => e.ev === 'published' || e.ev === 'publishFailed'")
-    assert published_["ev"] == "published", published_
+    await publish_from_page(page, page_url, server, token("browser", room_name))
     alice = await connect("alice", room_name)
     rx = media.receive(alice)
     pub = await media.publish(alice)
