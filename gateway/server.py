@@ -110,9 +110,10 @@ def stop_actors(worker_names: list[str], everything: bool) -> None:
 class DenialNoise(logging.Filter):
     """Drops uvicorn's false error after a WebSocket denial response.
 
-    Every SDK join first asks /rtc/v1, which is denied with a real 404 (the SDKs' cue to fall back). uvicorn's
-    websockets-sansio protocol sends that response correctly but never marks the handshake done, so it then
-    logs "ASGI callable returned without completing handshake." for each join.
+    A join refused before the upgrade (a bad token: 401; a malformed /rtc/v1 join_request: 400; a full
+    server: 503) is answered with a real HTTP response. uvicorn's websockets-sansio protocol sends it
+    correctly but never marks the handshake done, so it then logs "ASGI callable returned without completing
+    handshake." for each one.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
