@@ -79,8 +79,7 @@ class HostLinks:
             while up.pending:
                 batch, labels = up.pending, up.labels
                 up.pending, up.labels = [], set()
-                # Named after its target when it has one (the usual case), so the Tasks view shows who.
-                name = f"{next(iter(labels))}.signal" if len(labels) == 1 else f"{host}.signal[{len(labels)}]"
+                name = f"{next(iter(labels))}.signal" if len(labels) == 1 else f"{host}.signal"
                 try:
                     await call_worker(host, "signal", batch, task=name)
                 except ActorGone:

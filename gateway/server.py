@@ -55,6 +55,12 @@ class SignallingProtocol(WebSocketsSansIOProtocol):
             self.scope["extensions"][ABORT] = {"abort": self.transport.abort}
 
 
+# Task events the GCS of our own local Ray keeps for the dashboard's Tasks view (Ray's default, 100,000,
+# costs ~3.3 KB each there: ~330 MB before it levels off). The last 10,000 messages between processes are
+# enough to watch a room at work. A cluster's head sets RAY_task_events_max_num_task_in_gcs (cluster.yaml).
+TASK_EVENTS_IN_GCS = 10_000
+
+
 def start_ray(config: ServerConfig) -> str:
     """Start (or join) Ray; returns the dashboard URL. Every worker process of the job (the media workers,
     the room registry) logs as the gateway does, from its start (Ray's worker_process_setup_hook)."""
@@ -78,6 +84,7 @@ def start_ray(config: ServerConfig) -> str:
         dashboard_port=config.dashboard_port,
         log_to_driver=True,
         runtime_env=runtime_env,
+        _system_config={"task_events_max_num_task_in_gcs": TASK_EVENTS_IN_GCS},
     )
     return f"http://{context.dashboard_url}" if context.dashboard_url else "(no dashboard)"
 

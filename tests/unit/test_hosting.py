@@ -89,3 +89,19 @@ async def test_a_gateway_that_stops_polling_is_reported_once() -> None:
     await boxes.poll("g2", 0, 0, 0)
     assert boxes.silent_since(0.04) == ["g1"]
     assert boxes.silent_since(0.04) == []
+
+
+@pytest.mark.parametrize(
+    ("task", "name"),
+    [
+        ("participant:my.room/ali:ce.signal", "participant.signal"),
+        ("room:a.b.join", "room.join"),
+        ("track:r/TR_x.command", "track.command"),
+        ("media:node/0.load", "media.load"),
+        ("rooms.open", "rooms.open"),
+        ("hold", "hold"),
+    ],
+)
+def test_ray_task_names_name_the_kind_not_the_instance(task: str, name: str) -> None:
+    """Ray keeps a metric per task name forever: a name per room or participant would grow every process."""
+    assert hosting.ray_task_name(task) == name
