@@ -168,7 +168,7 @@ class TreePss:
     """PSS of the process tree under `root`, in MiB per process label (`process_label`), largest first.
 
     A Ray worker's title is its actor class while idle but the name of the call it runs while busy (raysfu
-    names its calls after their targets, `room:R.join`): each pid keeps the class it was last seen idle
+    names its calls after their targets, `room.join`): each pid keeps the class it was last seen idle
     with."""
 
     def __init__(self, root: int, proc: Path = Path("/proc")) -> None:
@@ -180,7 +180,7 @@ class TreePss:
         out: dict[str, float] = {}
         for pid in descendants(stats, self.root):
             label = process_label(pid, stats[pid].comm, self.proc)
-            if label.startswith("ray::") and ":" in label[5:]:
+            if label.startswith("ray::") and not label[5:6].isupper():  # `ray::participant.signal`
                 label = self.labels.get(pid, "ray::(a named call)")
             else:
                 self.labels[pid] = label

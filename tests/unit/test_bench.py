@@ -111,7 +111,7 @@ def test_pss_by_label_names_ray_workers_and_python_daemons(tmp_path: Path) -> No
         "raylet": 0.5,
     }  # fmt: skip
     assert pss.by_label() == expected
-    titles({12: ["ray::room:r1.join"]})  # busy with a named call: still a MediaWorker
+    titles({12: ["ray::room.join"]})  # busy with a named call: still a MediaWorker
     assert pss.by_label() == expected
 
 
