@@ -3,9 +3,11 @@ gateway, which serves them on `prometheus_port` (gateway/metrics.py).
 
 Every node's Ray metrics agent serves Ray's in Prometheus format, so the Ray dashboard's Metrics view (with
 Prometheus and Grafana set up, `ray metrics launch-prometheus`) and any Prometheus scraper show them:
-per-room gauges tagged `room` and `worker` (rooms are a bounded tag: one series per room and worker), and
-per-worker figures (`WorkerMetrics`) tagged `node` and `worker`. Nothing is recorded per packet: the media
-plane's own counters are read once a second, and forwarding latency is sampled.
+per-worker figures (`WorkerMetrics`) tagged `node` and `worker`, and, with `media.room_gauges`, per-room
+gauges tagged `room` and `worker`. Those are off by default: a Ray worker keeps every tag value it recorded
+for as long as it lives (~14 KB per room per worker, measured), which only a fixed set of rooms bounds.
+Nothing is recorded per packet: the media plane's own counters are read once a second, and forwarding
+latency is sampled.
 """
 
 import bisect

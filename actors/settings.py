@@ -62,6 +62,10 @@ class MediaSettings:
     # 0: no limit. One worker forwards 30-40k packets/s in a core on the reference machine (bench/).
     max_worker_cpu: float = 0.9
     max_worker_packets: float = 30_000
+    # Per-room gauges in Ray's metrics (actors.metrics.RoomGauges), off by default: a Ray worker keeps every
+    # tag value it ever recorded for its life (measured: ~14 KB per room per worker), so rooms that come and
+    # go grow every worker without bound. For deployments with a fixed set of rooms.
+    room_gauges: bool = False
     log_level: str = "info"  # a key of actors.logs.LOG_LEVELS (LiveKit's `logging.level`)
     log_json: bool = False  # JSON lines (LiveKit's `logging.json`; actors.logs)
     limits: ParticipantLimits = field(default_factory=ParticipantLimits)

@@ -177,16 +177,17 @@ class MediaWorker(Host):
         return await self.outboxes.poll(gateway, epoch, cursor, wait)
 
     def _start_background(self) -> None:
-        """The gateways' watch, the rooms' gauges and the load measurement; once."""
+        """The gateways' watch, the metrics, the load measurement, speakers and quality; once."""
         if not self._background:
             self._background = [
                 spawn(self._watch_gateways(), f"{self.name}: watching gateways"),
-                spawn(self._report_rooms(), f"{self.name}: room gauges"),
                 spawn(self._count_media(), f"{self.name}: metrics"),
                 spawn(self._measure_load(), f"{self.name}: load"),
                 spawn(self._report_speakers(), f"{self.name}: speakers"),
                 spawn(self._report_quality(), f"{self.name}: connection quality"),
             ]
+            if self._settings.room_gauges:
+                self._background.append(spawn(self._report_rooms(), f"{self.name}: room gauges"))
 
     async def _measure_load(self) -> None:
         """This process's CPU (all its threads) and the RTP packets in and out, every LOAD_INTERVAL s."""

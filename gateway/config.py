@@ -280,6 +280,7 @@ def _media(
         payload_digests=media.integer("payload_digests", base.payload_digests),
         max_worker_cpu=media.number("max_worker_cpu", base.max_worker_cpu),
         max_worker_packets=media.number("max_worker_packets", base.max_worker_packets),
+        room_gauges=media.boolean("room_gauges", base.room_gauges),
         log_level=log_level,
         log_json=log_json,
         limits=_limits(limit, base.limits),

@@ -663,21 +663,36 @@ async def inbound_rtp(room: rtc.Room) -> list[dict[str, Any]]:
 # Each of the small functions below reads one of these; adjust them, not the tests, if the names change.
 
 
+def _head_raylet(dashboard_port: int) -> dict[str, Any]:
+    """The head node's raylet, as the Ray dashboard on `dashboard_port` (on 127.0.0.1) describes it."""
+    url = f"http://127.0.0.1:{dashboard_port}/nodes?view=summary"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        nodes = json.load(response)["data"]["summary"]
+    heads: list[dict[str, Any]] = [n["raylet"] for n in nodes if n.get("raylet", {}).get("isHeadNode")]
+    if not heads:
+        raise AssertionError(f"the Ray dashboard on port {dashboard_port} lists no head node")
+    return heads[0]
+
+
 def ray_address(dashboard_port: int) -> str:
     """The GCS address of the Ray cluster whose dashboard listens on `dashboard_port` (on 127.0.0.1).
 
     ray.init(address="auto") is ambiguous when two test servers (two local Ray clusters) run at once.
     """
-    url = f"http://127.0.0.1:{dashboard_port}/nodes?view=summary"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        nodes = json.load(response)["data"]["summary"]
-    heads = [n["raylet"] for n in nodes if n.get("raylet", {}).get("isHeadNode")]
-    if not heads:
-        raise AssertionError(f"the Ray dashboard on port {dashboard_port} lists no head node")
-    ports = sorted(Path(heads[0]["sessionDir"]).glob("gcs_server_port_*"))
+    head = _head_raylet(dashboard_port)
+    ports = sorted(Path(head["sessionDir"]).glob("gcs_server_port_*"))
     if not ports:
-        raise AssertionError(f"no gcs_server_port_* file in {heads[0]['sessionDir']}")
-    return f"{heads[0]['nodeManagerAddress']}:{ports[0].read_text().strip()}"
+        raise AssertionError(f"no gcs_server_port_* file in {head['sessionDir']}")
+    return f"{head['nodeManagerAddress']}:{ports[0].read_text().strip()}"
+
+
+def ray_metrics_text(dashboard_port: int) -> str:
+    """What the head node's Ray metrics agent serves in Prometheus' text format (the dashboard's Metrics
+    view reads the same)."""
+    port = _head_raylet(dashboard_port)["metricsExportPort"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text: str = response.read().decode()
+    return text
 
 
 async def media_stats(dashboard_port: int) -> dict[str, dict[str, Any]]:

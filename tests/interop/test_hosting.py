@@ -5,20 +5,18 @@ import asyncio
 import os
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from livekit import api as lkapi
 from livekit import rtc
 from ray.util.state import list_actors
 
+from actors.metrics import REPORT_INTERVAL
 from actors.worker import LOAD_INTERVAL
 from tests.interop.conftest import DASHBOARD_PORT, running_server
-from tests.interop.media import MediaSession
+from tests.interop.media import MediaSession, ray_metrics_text
 from tests.interop.sdk import Connect, Events, MintToken, Server, wait_for
 
 LOST_PORT, LOST_DASHBOARD = 7894, 8269
@@ -169,32 +167,21 @@ async def test_lost_home_worker_rebuilds_the_room(two_workers: Server, token: Mi
             await client.disconnect()
 
 
-def _metrics_export_port() -> int:
-    find = (
-        "import ray; ray.init(address='auto', namespace='raysfu', log_to_driver=False); "
-        "print(ray.nodes()[0]['MetricsExportPort'])"
-    )
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    done = subprocess.run([sys.executable, "-c", find], env=env, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return int(done.stdout.strip().splitlines()[-1])
-
-
-async def test_room_gauges_reach_rays_metrics(server: Server, connect: Connect, room_name: str) -> None:
-    """Per-room figures, tagged room and worker, in the Prometheus text of the node's Ray metrics agent."""
+async def test_rooms_are_no_metrics_tag_by_default(server: Server, connect: Connect, room_name: str) -> None:
+    """Without `media.room_gauges`, Ray's metrics have the per-worker figures but no series per room (a Ray
+    worker would keep each room's for its life)."""
     await connect("alice", room_name)
-    await connect("bob", room_name)
-    port = await asyncio.to_thread(_metrics_export_port)
-    pattern = re.compile(rf'raysfu_room_participants\{{[^}}]*room="{re.escape(room_name)}"[^}}]*\}} (\S+)')
-    found: list[float] = []
-    async with aiohttp.ClientSession() as http:
-        for _ in range(60):
-            async with http.get(f"http://127.0.0.1:{port}/metrics") as reply:
-                found = [float(v) for v in pattern.findall(await reply.text())]
-            if sum(found) == 2:
-                break
-            await asyncio.sleep(0.5)
-    assert sum(found) == 2, found
+    participants = re.compile(r'raysfu_participants\{[^}]*worker="media:[^"]+"[^}]*\} (\S+)')
+    text = ""
+    for _ in range(60):  # the worker's figures of alice's session reached Ray's metrics agent
+        text = await asyncio.to_thread(ray_metrics_text, DASHBOARD_PORT)
+        if sum(float(v) for v in participants.findall(text)) >= 1:
+            break
+        await asyncio.sleep(0.5)
+    await asyncio.sleep(REPORT_INTERVAL + 2.0)  # what a room gauge would have waited for, and its export
+    text = await asyncio.to_thread(ray_metrics_text, DASHBOARD_PORT)
+    assert sum(float(v) for v in participants.findall(text)) >= 1
+    assert "raysfu_room_" not in text
 
 
 async def test_placement_weighs_packets_spilling_then_refusing(

@@ -1,5 +1,6 @@
 """The Prometheus endpoint on `prometheus_port`, scraped with real HTTP GETs during a call with the SDK, and
-the same figures in Ray's metrics (the node's Ray metrics agent, which the dashboard's Metrics view reads)."""
+the same figures in Ray's metrics (the node's Ray metrics agent, which the dashboard's Metrics view reads),
+with the per-room gauges that `media.room_gauges` turns on."""
 
 import asyncio
 import re
@@ -12,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.server import Server
 from tests.interop.conftest import running_server
-from tests.interop.media import MediaSession
+from tests.interop.media import MediaSession, ray_metrics_text
 from tests.interop.sdk import wait_for
 
 PROMETHEUS_PORT = 7912
@@ -25,7 +26,7 @@ Samples = dict[str, float]  # "name{label=value,...}" -> value, every worker's s
 def metered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     directory = tmp_path_factory.mktemp("metrics")
     config = directory / "livekit.yaml"
-    config.write_text(f"prometheus_port: {PROMETHEUS_PORT}\n")
+    config.write_text(f"prometheus_port: {PROMETHEUS_PORT}\nmedia:\n  room_gauges: true\n")
     with running_server(7902, DASHBOARD, directory, ["--config", str(config), "--workers", "2"]) as (srv, _):
         yield srv
 
@@ -110,28 +111,35 @@ async def test_the_figures_move_during_a_call(metered: Server, media: MediaSessi
         await alice.disconnect()
 
 
-async def _ray_metrics_text(http: aiohttp.ClientSession) -> str:
-    async with http.get(f"http://127.0.0.1:{DASHBOARD}/nodes?view=summary") as reply:
-        nodes = (await reply.json())["data"]["summary"]
-    port = nodes[0]["raylet"]["metricsExportPort"]
-    async with http.get(f"http://127.0.0.1:{port}/metrics") as reply:
-        return await reply.text()
-
-
 async def test_the_same_figures_reach_rays_metrics(metered: Server) -> None:
     alice = await _connect(metered, "alice", "in-ray")
     participants = re.compile(r'raysfu_participants\{[^}]*worker="media:[^"]+"[^}]*\} (\S+)')
     joins = re.compile(r'raysfu_join_time_seconds_count\{[^}]*worker="media:[^"]+"[^}]*\} (\S+)')
     found: tuple[float, float] = (0.0, 0.0)
-    async with aiohttp.ClientSession() as http:
-        for _ in range(60):  # Ray's agent exports what the workers recorded every few seconds
-            text = await _ray_metrics_text(http)
-            found = (
-                sum(float(v) for v in participants.findall(text)),
-                sum(float(v) for v in joins.findall(text)),
-            )
-            if found[0] == 1 and found[1] >= 1:
-                break
-            await asyncio.sleep(0.5)
+    for _ in range(60):  # Ray's agent exports what the workers recorded every few seconds
+        text = await asyncio.to_thread(ray_metrics_text, DASHBOARD)
+        found = (
+            sum(float(v) for v in participants.findall(text)),
+            sum(float(v) for v in joins.findall(text)),
+        )
+        if found[0] == 1 and found[1] >= 1:
+            break
+        await asyncio.sleep(0.5)
     assert found[0] == 1 and found[1] >= 1, found
     await alice.disconnect()
+
+
+async def test_room_gauges_reach_rays_metrics_when_asked_for(metered: Server) -> None:
+    """With `media.room_gauges`, per-room figures tagged room and worker, in the node's Ray metrics."""
+    alice = await _connect(metered, "alice", "gauged")
+    bob = await _connect(metered, "bob", "gauged")
+    pattern = re.compile(r'raysfu_room_participants\{[^}]*room="gauged"[^}]*\} (\S+)')
+    found: list[float] = []
+    for _ in range(60):
+        found = [float(v) for v in pattern.findall(await asyncio.to_thread(ray_metrics_text, DASHBOARD))]
+        if sum(found) == 2:
+            break
+        await asyncio.sleep(0.5)
+    assert sum(found) == 2, found
+    for client in (alice, bob):
+        await client.disconnect()

@@ -82,6 +82,7 @@ media:
   participants_per_worker: 40
   stun_servers: ["stun.example.org:3478"]
   max_worker_cpu: 1
+  room_gauges: true
 """
 
 
@@ -105,6 +106,7 @@ def test_load_reads_every_key_of_the_yaml_file(tmp_path: Path) -> None:
             workers_per_node=2,
             stun_servers=("stun.example.org:3478",),
             max_worker_cpu=1.0,
+            room_gauges=True,
             log_level="warn",
             log_json=True,
         ),
@@ -180,6 +182,7 @@ def test_no_keys_is_an_error() -> None:
         ("keys: {k: s}\nprot: 7880\n", "unknown key 'prot'"),
         ("keys: {k: s}\nroom:\n  empty_timeuot: 5\n", "unknown key 'room.empty_timeuot'"),
         ("keys: {k: s}\nmedia:\n  workers: 2\n", "unknown key 'media.workers'"),
+        ("keys: {k: s}\nmedia:\n  room_gauges: 1\n", "'media.room_gauges' must be"),
         (
             "keys: {k: s}\nredis:\n  address: r:6379\n",
             "'redis' is a LiveKit setting that raysfu does not implement",
