@@ -2,7 +2,9 @@
 
 For `minutes`, about five times a second one of: a light peer joins one of a few rooms, one leaves, one
 publishes audio, one unpublishes, one mutes or unmutes a track, one unsubscribes from or subscribes again to a
-track. Every SAMPLE_EVERY s: the server's PSS and the media workers' census (rooms, participants, tracks, peer
+track. Rooms come and go as in production: every ROOM_LIFETIME s joins go to rooms of new names, and the old
+ones empty as their peers leave, then close (anything kept per room name would pile up). Every
+SAMPLE_EVERY s: the server's PSS and the media workers' census (rooms, participants, tracks, peer
 connections, up and down tracks, relay entries, asyncio tasks). Then everybody leaves, and the census must
 come back to what it was after a short warm-up churn whose peers all left (per-worker loops start on first
 use; everything per session must be gone): the result's `error` says what did not (and the exit status is
@@ -31,6 +33,7 @@ from loadgen.livekit_peer import LiveKitPeer
 SAMPLE_EVERY = 15.0
 ACTION_EVERY = 0.2
 ROOMS = 4
+ROOM_LIFETIME = 120.0  # seconds a room takes joins before the next ones go to a room of a new name
 MAX_PEERS = 24
 SETTLE = 60.0  # seconds for the census to come back after everyone left
 WARM_UP = 20.0  # seconds of churn before the reference census is taken
@@ -58,7 +61,9 @@ class Churn:
         self.failed: Counter[str] = Counter()
         self.muted: set[str] = set()
         self.unsubscribed: dict[str, set[str]] = {}
+        self.rooms: set[str] = set()
         self._joined = 0
+        self._started = time.monotonic()
 
     async def step(self) -> None:
         for peer in [p for p in self.peers if p.ended]:  # the server closed its PCs (counted: it should not)
@@ -80,7 +85,8 @@ class Churn:
     async def _join(self) -> bool:
         self._joined += 1
         identity = f"s{self._joined}"
-        room = f"soak-{self.rng.randrange(ROOMS)}"
+        room = room_name(self.rng.randrange(ROOMS), time.monotonic() - self._started)
+        self.rooms.add(room)
         peer = LiveKitPeer(self.server.url, self.server.token(identity, room), identity)
         self.peers.append(peer)
         await peer.connect()
@@ -142,6 +148,11 @@ class Churn:
         self.peers.clear()
 
 
+def room_name(slot: int, elapsed: float) -> str:
+    """The room a join into `slot` goes to, `elapsed` s into the churn."""
+    return f"soak-{slot}-{int(elapsed // ROOM_LIFETIME)}"
+
+
 async def _warm_up(server: Server) -> dict[str, int]:
     """A first short churn, everybody gone again, and the census then: the state a server that has served
     (its per-worker loops started on first use, the gateways' long polls) returns to."""
@@ -198,6 +209,7 @@ async def _soak(server: Server, seconds: float) -> dict[str, Any]:
     return {
         "churn_s": round(churned, 1),
         "actions": dict(churn.done),
+        "rooms_joined": len(churn.rooms),
         "failed_actions": dict(churn.failed),
         "pss_growth_after_warmup_pct": stats.rounded(growth, 2),
         "pss_growth_after_warmup_mb_by_process": by_process,
@@ -228,7 +240,9 @@ def _leftovers(census: dict[str, int], empty: dict[str, int]) -> dict[str, int]:
 
 
 def run_soak(opts: Options, minutes: float) -> list[dict[str, Any]]:
-    result = new_result("soak", minutes=minutes, max_peers=MAX_PEERS, rooms=ROOMS)
+    result = new_result(
+        "soak", minutes=minutes, max_peers=MAX_PEERS, rooms=ROOMS, room_lifetime_s=ROOM_LIFETIME
+    )
     log_dir = opts.log_dir / "soak"
     started = time.monotonic()
     with running_raysfu(log_dir) as server:

@@ -7,7 +7,7 @@ import pytest
 
 from actors.media import codecs
 from actors.media import rtp as sfu_rtp
-from bench import janus, machine, proc, result
+from bench import janus, machine, proc, result, soak
 from bench.measure import Window
 from bench.result import ScenarioError
 from bench.scenarios import MEDIA_WORKER_COMM, MediaPlan, MediaRun, media_figures
@@ -246,3 +246,12 @@ def test_janus_is_not_installed_from_inside_the_network_namespace(monkeypatch: p
     with pytest.raises(ScenarioError, match="inside the test network namespace"):
         janus.ensure_installed()
     assert ran == []
+
+
+def test_soak_rooms_take_new_names_as_time_goes_on() -> None:
+    """Each slot keeps its room for ROOM_LIFETIME s, then joins go to a room never used before."""
+    first = soak.room_name(0, 0.0)
+    assert soak.room_name(0, soak.ROOM_LIFETIME - 1) == first
+    later = {soak.room_name(0, k * soak.ROOM_LIFETIME) for k in range(5)}
+    assert len(later) == 5 and first in later
+    assert soak.room_name(1, 0.0) != first
