@@ -19,6 +19,7 @@ from actors.logs import LOG_LEVELS
 from actors.naming import NAMESPACE, media_actor
 from actors.placement import node_label
 from actors.worker import create_media_worker
+from gateway import gcs_polling
 from gateway.app import create_app
 from gateway.auth import MAX_TOKEN
 from gateway.config import ServerConfig
@@ -70,6 +71,7 @@ def start_ray(config: ServerConfig) -> str:
         logs.configure(level, json_lines)
 
     runtime_env = {"worker_process_setup_hook": setup_logging}
+    gcs_polling.install()
     if config.ray_address:
         context = ray.init(
             address=config.ray_address, namespace=NAMESPACE, log_to_driver=True, runtime_env=runtime_env

@@ -187,8 +187,7 @@ class Node:
 
         Its processes run at a lower CPU priority: a node booting (a head: GCS, dashboard, raysfu) takes
         both cores of a 2-core test machine for ~15 s, which a machine of its own would not take from the
-        nodes that carry on. Seen in a full CI run: the tone forwarded between the other two nodes stopped
-        for 1.0 s over the head's loss and boot (at most 0.4 s in 4 runs of the test alone)."""
+        nodes that carry on."""
         self._wait_gone()
         self.nice = REVIVED_NICE
         self._hold_tmp()
