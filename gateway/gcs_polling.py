@@ -9,9 +9,10 @@ those threads. Seen on the 2-core test cluster: the two surviving gateways took 
 second of the head's loss, and the media their workers forwarded stopped for up to 1.3 s.
 
 `install()` wraps the two subscribers Ray creates: a poll that returns nothing waits `UNAVAILABLE_WAIT`
-before it returns (at once when the driver disconnects). A GCS that answers is long-polled as before. Relies on ray==2.60.0's `ray._raylet.GcsErrorSubscriber` and
-`GcsLogSubscriber` (looked up by `ray._private.worker.connect`) and the worker's `threads_stopped` event;
-tests/unit/test_gcs_polling.py fails if an upgrade moves them.
+before it returns (at once when the driver disconnects). A GCS that answers is long-polled as before.
+Relies on ray==2.60.0's `ray._raylet.GcsErrorSubscriber` and `GcsLogSubscriber` (looked up by
+`ray._private.worker.connect`) and the worker's `threads_stopped` event; tests/unit/test_gcs_polling.py
+fails if an upgrade moves them.
 """
 
 from typing import Any
