@@ -1,9 +1,11 @@
-"""`raysfu load-test`'s progress bar and summary (gateway/loadtest.py); against a server, see
+"""`raysfu load-test`'s progress bar, summary and log level (gateway/loadtest.py); against a server, see
 tests/interop/test_load_test.py."""
 
+import argparse
 import io
+import logging
 
-from gateway.loadtest import Figures, Progress, report
+from gateway.loadtest import Figures, Progress, main, report
 from loadgen.rtp_peer import StreamCounter, summary
 
 
@@ -40,3 +42,19 @@ def test_the_summary() -> None:
         "loss     0.99 % (1 of 101 packets)",
         "latency  p50 2.0 ms, p95 2.9 ms, max 3.0 ms",
     ]
+
+
+def test_the_media_hooks_warnings_about_its_own_peers_stay_out_of_its_output() -> None:
+    """A CI run printed "RTP from unknown SSRC ... dropped" under the summary: a packet that reached one of
+    the load-test's own peers in the race of a renegotiation (counted as loss already)."""
+    media = logging.getLogger("actors.media")
+    level = media.level
+    try:
+        nobody = argparse.Namespace(
+            url="ws://127.0.0.1:9", api_key="k", api_secret="s", publishers=0, subscribers=0
+        )
+        assert main(nobody, environ={}) == 1
+        assert not logging.getLogger("actors.media.hooks").isEnabledFor(logging.WARNING)
+        assert logging.getLogger("actors.media.hooks").isEnabledFor(logging.ERROR)
+    finally:
+        media.setLevel(level)
